@@ -1,0 +1,214 @@
+//! Configuring a [`Cache`]: [`CacheBuilder`].
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::codec::CodecKind;
+use crate::error::{Error, Result};
+use crate::memory::MemoryCapacity;
+use crate::url::{self, Target};
+
+/// Builds a [`Cache`]: backend URL, namespace, codec, timeouts, default TTL, capacity.
+///
+/// Every setting has a default fit for a web service; `Cache::builder().build()` is a memory
+/// cache.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use cache_core::{Cache, codec::Json};
+///
+/// # async fn run() -> cache_core::Result<()> {
+/// let cache = Cache::builder()
+///     .url("redis://127.0.0.1:6379/0")
+///     .namespace("calories")
+///     .codec(Json)
+///     .operation_timeout(Duration::from_millis(100))
+///     .default_ttl(Duration::from_secs(3600))
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use]
+#[derive(Clone)]
+pub struct CacheBuilder {
+    pub(crate) url: Option<String>,
+    pub(crate) namespace: String,
+    pub(crate) codec: CodecKind,
+    pub(crate) pool_size: usize,
+    pub(crate) operation_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) default_ttl: Option<Duration>,
+    pub(crate) memory_capacity: MemoryCapacity,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cool_down: Duration,
+    pub(crate) warn_interval: Duration,
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        Self {
+            url: None,
+            namespace: "cache".to_owned(),
+            codec: CodecKind::default(),
+            pool_size: 1,
+            operation_timeout: Duration::from_millis(250),
+            connect_timeout: Duration::from_secs(2),
+            default_ttl: None,
+            memory_capacity: MemoryCapacity::default(),
+            breaker_threshold: 5,
+            breaker_cool_down: Duration::from_secs(5),
+            warn_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("url", &self.url.as_deref().map(url::redact))
+            .field("namespace", &self.namespace)
+            .field("codec", &self.codec)
+            .field("pool_size", &self.pool_size)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("default_ttl", &self.default_ttl)
+            .field("memory_capacity", &self.memory_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CacheBuilder {
+    /// The backend: `memory://` (the default), `redis://[user:pass@]host:port/db`, or
+    /// `rediss://...` with the `tls` feature.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// The prefix of every key this cache touches (default `cache`), so that a shared Redis is
+    /// never read, written or scanned outside it. Glob metacharacters are rejected by `build`.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// The value encoding for remote backends: [`Bincode`](crate::codec::Bincode) (default) or
+    /// [`Json`](crate::codec::Json).
+    pub fn codec(mut self, codec: impl Into<CodecKind>) -> Self {
+        self.codec = codec.into();
+        self
+    }
+
+    /// How many multiplexed Redis connections to share round-robin (default 1; each one
+    /// pipelines any number of concurrent operations).
+    pub fn pool_size(mut self, connections: usize) -> Self {
+        self.pool_size = connections;
+        self
+    }
+
+    /// The longest one backend operation may take before it counts as failed (default 250 ms).
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// The longest a connection attempt may take (default 2 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The TTL of values stored with [`Ttl::Default`](crate::Ttl::Default) (default: none, they
+    /// do not expire).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = Some(ttl);
+        self
+    }
+
+    /// The bound of the in-process tier (default 10,000 entries).
+    pub fn memory_capacity(mut self, capacity: MemoryCapacity) -> Self {
+        self.memory_capacity = capacity;
+        self
+    }
+
+    /// Open the circuit breaker after this many consecutive backend failures (default 5) and
+    /// skip the backend for `cool_down` (default 5 s) before probing it again.
+    pub fn circuit_breaker(mut self, failures: u32, cool_down: Duration) -> Self {
+        self.breaker_threshold = failures;
+        self.breaker_cool_down = cool_down;
+        self
+    }
+
+    /// Log read-through failures at warn at most once per `interval` (default 10 s); the rest
+    /// are logged at debug. Every failure is counted either way.
+    pub fn warn_interval(mut self, interval: Duration) -> Self {
+        self.warn_interval = interval;
+        self
+    }
+
+    /// Validates the settings and connects.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for an invalid URL or setting,
+    /// [`ErrorKind::Connect`](crate::ErrorKind::Connect) naming the address when the backend
+    /// does not answer.
+    pub async fn build(self) -> Result<Cache> {
+        self.validate()?;
+        match self.url.as_deref().map(url::parse).transpose()? {
+            None | Some(Target::Memory) => Ok(Cache::with_memory(&self)),
+            Some(Target::Redis(url)) => {
+                let backend = crate::backend::RedisBackend::connect(
+                    &url,
+                    self.pool_size,
+                    self.connect_timeout,
+                    self.operation_timeout,
+                )
+                .await?;
+                Ok(Cache::with_backend(&self, std::sync::Arc::new(backend), "redis"))
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ns = &self.namespace;
+        if ns.is_empty() {
+            return Err(Error::config("namespace is empty; every cache needs one (the default is \"cache\")"));
+        }
+        if let Some(bad) = ns.chars().find(|c| matches!(c, '*' | '?' | '[' | ']' | '\\') || c.is_whitespace()) {
+            return Err(Error::config(format!(
+                "namespace {ns:?} contains {bad:?}; use letters, digits and ':-_.' so that patterns stay inside it"
+            )));
+        }
+        if self.pool_size == 0 {
+            return Err(Error::config("pool_size is 0; at least one connection is needed"));
+        }
+        if self.operation_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::config("timeouts must be positive"));
+        }
+        if self.default_ttl.is_some_and(|ttl| ttl.is_zero()) {
+            return Err(Error::config("default_ttl is zero; use a positive duration, or leave it unset"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rejects_settings_that_would_misbehave() {
+        let err = |b: CacheBuilder| async move { b.build().await.err().map(|e| e.to_string()).unwrap_or_default() };
+        assert!(err(Cache::builder().namespace("")).await.contains("namespace is empty"));
+        assert!(err(Cache::builder().namespace("app*")).await.contains("contains '*'"));
+        assert!(err(Cache::builder().pool_size(0)).await.contains("pool_size"));
+        assert!(err(Cache::builder().default_ttl(Duration::ZERO)).await.contains("default_ttl"));
+        assert!(err(Cache::builder().url("redis//x")).await.contains("missing \"://\""));
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let b = Cache::builder().url("redis://u:hunter2@h:6379");
+        assert!(!format!("{b:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,601 @@
+//! [`Cache`], the handle every caller uses: typed operations over the memory or Redis backend.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::Backend;
+use crate::builder::CacheBuilder;
+use crate::codec::CodecKind;
+use crate::envelope;
+use crate::error::{Error, Result};
+use crate::failure::{Breaker, Permit, WarnLimiter};
+use crate::flight::{self, Flights, Role};
+use crate::memory::{Entry, Lookup, MemoryStore};
+use crate::metrics::{Metrics, Op};
+use crate::pattern;
+use crate::ttl::Ttl;
+
+/// What a cached value must be: serializable for remote backends, cloneable and `'static` so
+/// the memory backend can keep it decoded and hand out copies. Implemented for every such type.
+pub trait Cacheable: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Cacheable for T {}
+
+/// A typed cache over the in-memory or the Redis backend. Cheap to clone: clones share one cache.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_core::{Cache, key};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> cache_core::Result<()> {
+/// let cache = Cache::memory();
+/// let k = key!("user_stats", 42_i64, 7_u32);
+/// cache.set(&k, &vec![1800_u32, 2100], Duration::from_secs(60)).await?;
+/// assert_eq!(cache.get::<Vec<u32>>(&k).await?, Some(vec![1800, 2100]));
+///
+/// // Read-through: the loader runs on a miss only, once however many callers ask at once.
+/// let total = cache
+///     .get_or_insert_with("total", Duration::from_secs(60), || async { 3900_u32 })
+///     .await;
+/// assert_eq!(total, 3900);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    namespace: String,
+    /// `namespace` followed by `:`, the prefix of every remote key.
+    prefix: String,
+    codec: CodecKind,
+    default_ttl: Option<Duration>,
+    store: Store,
+    flights: Flights,
+    metrics: Metrics,
+    warn: WarnLimiter,
+}
+
+enum Store {
+    Memory(MemoryStore),
+    Remote(Remote),
+}
+
+struct Remote {
+    backend: Arc<dyn Backend>,
+    kind: &'static str,
+    timeout: Duration,
+    breaker: Breaker,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        let mut d = f.debug_struct("Cache");
+        d.field("namespace", &inner.namespace).field("codec", &inner.codec);
+        match &inner.store {
+            Store::Memory(memory) => d.field("backend", memory),
+            Store::Remote(remote) => d.field("backend", &remote.backend),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+static MEMORY_FROM_ENV_LOGGED: AtomicBool = AtomicBool::new(false);
+
+impl Cache {
+    /// An in-process cache with the default settings (10,000 entries, namespace `cache`).
+    ///
+    /// ```
+    /// let cache = cache_core::Cache::memory();
+    /// assert_eq!(cache.backend_name(), "memory");
+    /// ```
+    #[must_use]
+    pub fn memory() -> Self {
+        Self::with_memory(&CacheBuilder::default())
+    }
+
+    /// A cache on the backend `url` names, with the default settings.
+    ///
+    /// ```no_run
+    /// # async fn run() -> cache_core::Result<()> {
+    /// let cache = cache_core::Cache::connect("redis://127.0.0.1:6379/0").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for a malformed URL,
+    /// [`ErrorKind::Connect`](crate::ErrorKind::Connect) naming the address when nothing answers.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::builder().url(url).build().await
+    }
+
+    /// A cache on the backend named by the `CACHE_URL` environment variable; unset or empty, the
+    /// memory backend (said once in the log, at info).
+    ///
+    /// # Errors
+    /// As [`Cache::connect`].
+    pub async fn from_env() -> Result<Self> {
+        match std::env::var("CACHE_URL") {
+            Ok(url) if !url.trim().is_empty() => Self::connect(&url).await,
+            _ => {
+                if !MEMORY_FROM_ENV_LOGGED.swap(true, Ordering::Relaxed) {
+                    tracing::info!("CACHE_URL is not set: using the in-process memory cache");
+                }
+                Ok(Self::memory())
+            }
+        }
+    }
+
+    /// A builder for every setting.
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    pub(crate) fn with_memory(config: &CacheBuilder) -> Self {
+        Self::new(config, Store::Memory(MemoryStore::new(config.memory_capacity)), "memory")
+    }
+
+    pub(crate) fn with_backend(config: &CacheBuilder, backend: Arc<dyn Backend>, kind: &'static str) -> Self {
+        let metrics = Metrics::new(&config.namespace, kind);
+        let breaker = Breaker::new(config.breaker_threshold, config.breaker_cool_down, metrics.breaker_gauge());
+        let remote = Remote { backend, kind, timeout: config.operation_timeout, breaker };
+        Self::build(config, Store::Remote(remote), metrics)
+    }
+
+    fn new(config: &CacheBuilder, store: Store, kind: &'static str) -> Self {
+        Self::build(config, store, Metrics::new(&config.namespace, kind))
+    }
+
+    fn build(config: &CacheBuilder, store: Store, metrics: Metrics) -> Self {
+        let inner = Inner {
+            namespace: config.namespace.clone(),
+            prefix: format!("{}:", config.namespace),
+            codec: config.codec,
+            default_ttl: config.default_ttl,
+            store,
+            flights: Flights::default(),
+            metrics,
+            warn: WarnLimiter::new(config.warn_interval),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// The namespace every key of this cache lives under.
+    #[must_use]
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// `"memory"` or `"redis"`.
+    #[must_use]
+    pub fn backend_name(&self) -> &'static str {
+        match &self.inner.store {
+            Store::Memory(_) => "memory",
+            Store::Remote(remote) => remote.kind,
+        }
+    }
+
+    /// True while the circuit breaker skips the backend (never for the memory backend).
+    #[must_use]
+    pub fn is_circuit_open(&self) -> bool {
+        match &self.inner.store {
+            Store::Memory(_) => false,
+            Store::Remote(remote) => remote.breaker.is_open(),
+        }
+    }
+
+    /// Checks that the backend answers: for readiness probes.
+    ///
+    /// # Errors
+    /// The backend's error, a timeout, or an open circuit breaker.
+    pub async fn ping(&self) -> Result<()> {
+        match &self.inner.store {
+            Store::Memory(_) => Ok(()),
+            Store::Remote(remote) => self.call(remote, Op::Ping, remote.backend.ping()).await,
+        }
+    }
+
+    /// The value under `key`, if there is one of type `T`.
+    ///
+    /// Bytes that do not decode as `T` (written by another version of the program, by another
+    /// codec, or garbage) and, in memory, a value of another type are a miss: `Ok(None)`,
+    /// counted in `cache_stale_total`.
+    ///
+    /// # Errors
+    /// Backend trouble: [`ErrorKind::Backend`](crate::ErrorKind::Backend),
+    /// [`Timeout`](crate::ErrorKind::Timeout) or [`CircuitOpen`](crate::ErrorKind::CircuitOpen).
+    #[tracing::instrument(name = "cache.get", level = "debug", skip_all, fields(key = %key.as_ref()))]
+    pub async fn get<T: Cacheable>(&self, key: impl AsRef<str>) -> Result<Option<T>> {
+        let key = key.as_ref();
+        let inner = &*self.inner;
+        match &inner.store {
+            Store::Memory(memory) => Ok(self.count(memory.get::<T>(key))),
+            Store::Remote(remote) => {
+                let full = inner.full_key(key);
+                let bytes = self.call(remote, Op::Get, remote.backend.get(&full)).await?;
+                Ok(self.decode(key, bytes.as_deref()))
+            }
+        }
+    }
+
+    /// Stores `value` under `key` for `ttl` (a [`Duration`], or a [`Ttl`]).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a zero TTL,
+    /// [`ErrorKind::Codec`](crate::ErrorKind::Codec) when the value cannot be encoded, or backend
+    /// trouble as for [`get`](Cache::get).
+    #[tracing::instrument(name = "cache.set", level = "debug", skip_all, fields(key = %key.as_ref()))]
+    pub async fn set<T: Cacheable>(&self, key: impl AsRef<str>, value: &T, ttl: impl Into<Ttl>) -> Result<()> {
+        let key = key.as_ref();
+        let inner = &*self.inner;
+        let ttl = ttl.into().resolve(inner.default_ttl)?;
+        match &inner.store {
+            Store::Memory(memory) => {
+                memory.insert(key.to_owned(), inner.memory_entry(memory, key, value, ttl));
+                Ok(())
+            }
+            Store::Remote(remote) => {
+                let bytes = envelope::encode(inner.codec, value, ttl)?;
+                let full = inner.full_key(key);
+                self.call(remote, Op::Set, remote.backend.set(&full, &bytes, ttl)).await
+            }
+        }
+    }
+
+    /// Removes `key`; true when it was there.
+    ///
+    /// # Errors
+    /// Backend trouble, as for [`get`](Cache::get).
+    #[tracing::instrument(name = "cache.delete", level = "debug", skip_all, fields(key = %key.as_ref()))]
+    pub async fn delete(&self, key: impl AsRef<str>) -> Result<bool> {
+        let key = key.as_ref();
+        let inner = &*self.inner;
+        match &inner.store {
+            Store::Memory(memory) => Ok(memory.remove(key)),
+            Store::Remote(remote) => {
+                let full = inner.full_key(key);
+                self.call(remote, Op::Delete, remote.backend.delete(&full)).await
+            }
+        }
+    }
+
+    /// Removes every key of this cache matching the Redis glob `pattern` (`*`, `?`, `[..]`,
+    /// `\` escapes); the number removed. The pattern applies below the namespace, so nothing
+    /// outside it is ever touched.
+    ///
+    /// On Redis this runs `SCAN MATCH .. COUNT 1000` and `UNLINK` in batches, never `KEYS`, so it
+    /// makes steady progress over millions of keys without blocking the server. Build patterns
+    /// from untrusted input with [`Key::prefix_pattern`](crate::Key::prefix_pattern):
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Cache, key};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// let cache = Cache::memory();
+    /// for user in ["7*", "71"] {
+    ///     cache.set(key!("daily_meals", user, "2024-05-01"), &1_u8, Duration::from_secs(60)).await?;
+    /// }
+    /// let removed = cache.delete_pattern(key!("daily_meals", "7*").prefix_pattern()).await?;
+    /// assert_eq!(removed, 1); // user 71's entry is untouched
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) for a malformed pattern (an
+    /// unclosed `[`, a trailing `\`), or backend trouble.
+    #[tracing::instrument(name = "cache.delete_pattern", level = "debug", skip_all, fields(pattern = %pattern.as_ref()))]
+    pub async fn delete_pattern(&self, pattern: impl AsRef<str>) -> Result<u64> {
+        let glob = pattern.as_ref();
+        pattern::validate(glob)?;
+        let inner = &*self.inner;
+        match &inner.store {
+            Store::Memory(memory) => Ok(memory.remove_matching(glob)),
+            Store::Remote(remote) => {
+                let full = inner.full_key(glob);
+                // No overall timeout: the backend bounds each batch, and a large key space takes
+                // as many batches as it needs.
+                self.guarded(remote, Op::DeletePattern, None, remote.backend.delete_pattern(&full)).await
+            }
+        }
+    }
+
+    /// The values under `keys`, in order, in one round trip (`MGET` on Redis).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// let cache = cache_core::Cache::memory();
+    /// cache.set_many(&[("a", 1_u32), ("b", 2)], std::time::Duration::from_secs(9)).await?;
+    /// assert_eq!(cache.get_many::<u32>(&["a", "x", "b"]).await?, vec![Some(1), None, Some(2)]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Backend trouble, as for [`get`](Cache::get).
+    #[tracing::instrument(name = "cache.get_many", level = "debug", skip_all, fields(keys = keys.len()))]
+    pub async fn get_many<T: Cacheable>(&self, keys: &[impl AsRef<str>]) -> Result<Vec<Option<T>>> {
+        let inner = &*self.inner;
+        match &inner.store {
+            Store::Memory(memory) => Ok(keys.iter().map(|k| self.count(memory.get::<T>(k.as_ref()))).collect()),
+            Store::Remote(remote) => {
+                let full: Vec<String> = keys.iter().map(|k| inner.full_key(k.as_ref())).collect();
+                let found = self.call(remote, Op::GetMany, remote.backend.get_many(&full)).await?;
+                Ok(keys.iter().zip(found).map(|(k, bytes)| self.decode(k.as_ref(), bytes.as_deref())).collect())
+            }
+        }
+    }
+
+    /// Stores every `(key, value)` pair for `ttl`, in one round trip (a pipeline on Redis).
+    ///
+    /// # Errors
+    /// As for [`set`](Cache::set).
+    #[tracing::instrument(name = "cache.set_many", level = "debug", skip_all, fields(keys = entries.len()))]
+    pub async fn set_many<K: AsRef<str>, T: Cacheable>(&self, entries: &[(K, T)], ttl: impl Into<Ttl>) -> Result<()> {
+        let inner = &*self.inner;
+        let ttl = ttl.into().resolve(inner.default_ttl)?;
+        match &inner.store {
+            Store::Memory(memory) => {
+                for (key, value) in entries {
+                    let key = key.as_ref();
+                    memory.insert(key.to_owned(), inner.memory_entry(memory, key, value, ttl));
+                }
+                Ok(())
+            }
+            Store::Remote(remote) => {
+                let encoded = entries
+                    .iter()
+                    .map(|(k, v)| Ok((inner.full_key(k.as_ref()), envelope::encode(inner.codec, v, ttl)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                self.call(remote, Op::SetMany, remote.backend.set_many(&encoded, ttl)).await
+            }
+        }
+    }
+
+    /// The value under `key`, or the loader's value, stored for `ttl` and returned.
+    ///
+    /// Concurrent calls for one key run the loader once; the others wait and share its value.
+    /// The backend never fails this call: on a backend error, timeout or open breaker the loader
+    /// runs and its value is returned, and the failure is counted and logged.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// let meals = cache
+    ///     .get_or_insert_with("meals:7", std::time::Duration::from_secs(3600), || async {
+    ///         vec!["oats".to_owned()] // load from the database here
+    ///     })
+    ///     .await;
+    /// assert_eq!(meals, ["oats"]);
+    /// # }
+    /// ```
+    pub async fn get_or_insert_with<T, F, Fut>(&self, key: impl AsRef<str>, ttl: impl Into<Ttl>, loader: F) -> T
+    where
+        T: Cacheable,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let result = self.get_or_try_insert_with(key, ttl, || async { Ok::<T, Infallible>(loader().await) }).await;
+        match result {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`get_or_insert_with`](Cache::get_or_insert_with) for a fallible loader: `Ok` values
+    /// are stored, errors never are, and callers that waited on a failed load get a clone of the
+    /// loader's error (hence `E: Clone`: wrap a non-`Clone` source in an `Arc`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = cache_core::Cache::memory();
+    /// let found: Result<u32, String> = cache
+    ///     .get_or_try_insert_with("kcal:9", std::time::Duration::from_secs(60), || async {
+    ///         Err("meal 9 does not exist".to_owned())
+    ///     })
+    ///     .await;
+    /// assert!(found.is_err());
+    /// assert_eq!(cache.get::<u32>("kcal:9").await.unwrap(), None); // errors are not cached
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The loader's error, never the cache's.
+    #[tracing::instrument(name = "cache.get_or_try_insert_with", level = "debug", skip_all, fields(key = %key.as_ref()))]
+    pub async fn get_or_try_insert_with<T, E, F, Fut>(&self, key: impl AsRef<str>, ttl: impl Into<Ttl>, loader: F) -> Result<T, E>
+    where
+        T: Cacheable,
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let key = key.as_ref();
+        let ttl = match ttl.into().resolve(self.inner.default_ttl) {
+            Ok(ttl) => Some(ttl),
+            Err(err) => {
+                self.absorb(Op::Set, &err);
+                None
+            }
+        };
+        if let Some(value) = self.read_through_get::<T>(key).await {
+            return Ok(value);
+        }
+        loop {
+            match self.inner.flights.join(key) {
+                Role::Leader(leader) => {
+                    // A flight for this key may have finished between our miss and our joining.
+                    if let Some(value) = self.read_through_get::<T>(key).await {
+                        leader.finish(Ok(Arc::new(value.clone())));
+                        return Ok(value);
+                    }
+                    self.inner.metrics.loader_runs.increment(1);
+                    let result = loader().await;
+                    match &result {
+                        Ok(value) => {
+                            if let Some(ttl) = ttl {
+                                self.read_through_set(key, value, ttl).await;
+                            }
+                            leader.finish(Ok(Arc::new(value.clone())));
+                        }
+                        Err(err) => leader.finish(Err(Arc::new(err.clone()))),
+                    }
+                    return result;
+                }
+                Role::Follower(rx) => match flight::wait(rx).await {
+                    // The leader was cancelled: elect a new one.
+                    None => {}
+                    Some(Ok(value)) => {
+                        if let Some(value) = value.downcast_ref::<T>() {
+                            return Ok(value.clone());
+                        }
+                        // Another type is being loaded under this key: load our own, unshared.
+                        self.inner.metrics.loader_runs.increment(1);
+                        return loader().await;
+                    }
+                    Some(Err(err)) => {
+                        if let Some(err) = err.downcast_ref::<E>() {
+                            return Err(err.clone());
+                        }
+                        self.inner.metrics.loader_runs.increment(1);
+                        return loader().await;
+                    }
+                },
+            }
+        }
+    }
+
+    async fn read_through_get<T: Cacheable>(&self, key: &str) -> Option<T> {
+        match self.get::<T>(key).await {
+            Ok(found) => found,
+            Err(err) => {
+                self.absorb(Op::Get, &err);
+                None
+            }
+        }
+    }
+
+    async fn read_through_set<T: Cacheable>(&self, key: &str, value: &T, ttl: Option<Duration>) {
+        let ttl = ttl.map_or(Ttl::Never, Ttl::After);
+        if let Err(err) = self.set(key, value, ttl).await {
+            self.absorb(Op::Set, &err);
+        }
+    }
+
+    /// Logs a failure the read-through path swallowed (it is already counted).
+    fn absorb(&self, op: Op, err: &Error) {
+        if self.inner.warn.allow() {
+            tracing::warn!(op = op.as_str(), error = %err, "cache unavailable, serving from the loader");
+        } else {
+            tracing::debug!(op = op.as_str(), error = %err, "cache unavailable, serving from the loader");
+        }
+    }
+
+    fn count<T>(&self, lookup: Lookup<T>) -> Option<T> {
+        let metrics = &self.inner.metrics;
+        match lookup {
+            Lookup::Hit(value) => {
+                metrics.hits.increment(1);
+                Some(value)
+            }
+            Lookup::Miss => {
+                metrics.misses.increment(1);
+                None
+            }
+            Lookup::OtherType => {
+                metrics.stale("other_type");
+                metrics.misses.increment(1);
+                None
+            }
+        }
+    }
+
+    fn decode<T: Cacheable>(&self, key: &str, bytes: Option<&[u8]>) -> Option<T> {
+        let lookup = match bytes {
+            None => Lookup::Miss,
+            Some(bytes) => match envelope::decode::<T>(self.inner.codec, bytes) {
+                Ok(value) => Lookup::Hit(value),
+                Err(stale) => {
+                    tracing::debug!(key, reason = stale.as_str(), "stored value does not decode: a miss");
+                    self.inner.metrics.stale(stale.as_str());
+                    self.inner.metrics.misses.increment(1);
+                    return None;
+                }
+            },
+        };
+        self.count(lookup)
+    }
+
+    async fn call<T>(&self, remote: &Remote, op: Op, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        self.guarded(remote, op, Some(remote.timeout), fut).await
+    }
+
+    /// Runs one backend operation under the failure policy: breaker, timeout, metrics.
+    async fn guarded<T>(
+        &self,
+        remote: &Remote,
+        op: Op,
+        timeout: Option<Duration>,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let metrics = &self.inner.metrics;
+        let permit = remote.breaker.permit();
+        if permit == Permit::Skip {
+            let err = Error::circuit_open(op.as_str());
+            metrics.error(op, err.kind());
+            return Err(err);
+        }
+        let started = Instant::now();
+        let result = match timeout {
+            Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| Err(Error::timeout(op.as_str(), limit))),
+            None => fut.await,
+        };
+        metrics.latency(op).record(started.elapsed());
+        match &result {
+            Ok(_) => remote.breaker.on_success(permit),
+            Err(err) => {
+                metrics.error(op, err.kind());
+                if err.is_unavailable() {
+                    remote.breaker.on_failure(permit);
+                } else {
+                    // The backend answered; only its answer was unusable.
+                    remote.breaker.on_success(permit);
+                }
+            }
+        }
+        result
+    }
+}
+
+impl Inner {
+    fn full_key(&self, key: &str) -> String {
+        let mut full = String::with_capacity(self.prefix.len() + key.len());
+        full.push_str(&self.prefix);
+        full.push_str(key);
+        full
+    }
+
+    fn memory_entry<T: Cacheable>(&self, memory: &MemoryStore, key: &str, value: &T, ttl: Option<Duration>) -> Entry {
+        let weight = if memory.weighs() {
+            let mut bytes = Vec::new();
+            // A value that cannot be encoded still has a key and a header's worth of weight.
+            let _ = <crate::codec::Bincode as crate::codec::Codec>::encode(value, &mut bytes);
+            u32::try_from(key.len() + bytes.len() + 32).unwrap_or(u32::MAX)
+        } else {
+            1
+        };
+        Entry::new(value.clone(), ttl, weight)
+    }
+}

@@ -1,0 +1,208 @@
+//! The crate's one error type, with a kind the caller can match on.
+
+use std::fmt;
+use std::time::Duration;
+
+/// What went wrong, in terms a caller can act on.
+///
+/// Matched by callers of the direct operations (`get`, `set`, ...). The read-through operations
+/// (`get_or_insert_with` and friends) never surface these: they count, log, and load instead.
+///
+/// ```
+/// use cache_core::{Cache, ErrorKind};
+///
+/// # async fn run() {
+/// let err = Cache::connect("redis//localhost").await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Config);
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration or URL is invalid; fix it and build the cache again.
+    Config,
+    /// The backend could not be reached when the cache was built.
+    Connect,
+    /// The backend answered with an error or the connection broke mid-operation.
+    Backend,
+    /// The backend did not answer within the operation timeout.
+    Timeout,
+    /// The circuit breaker is open after repeated failures: the backend is skipped for a cool-down.
+    CircuitOpen,
+    /// A value could not be encoded (a value that fails to *decode* is a miss, not an error).
+    Codec,
+    /// An argument is invalid: a malformed glob pattern, a zero TTL.
+    InvalidInput,
+}
+
+impl ErrorKind {
+    /// A short lowercase name, used as the `kind` label of the error metric.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Connect => "connect",
+            Self::Backend => "backend",
+            Self::Timeout => "timeout",
+            Self::CircuitOpen => "circuit_open",
+            Self::Codec => "codec",
+            Self::InvalidInput => "invalid_input",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The error of every fallible operation in this crate.
+///
+/// The message says what happened and, where there is one, what to do about it.
+/// Connection URLs in messages never show a password.
+///
+/// ```
+/// use cache_core::{Cache, ErrorKind};
+///
+/// # async fn run() {
+/// let cache = Cache::memory();
+/// let err = cache.delete_pattern("meals:[7").await.unwrap_err();
+/// assert!(err.is_invalid_input());
+/// assert!(err.to_string().contains("unclosed '['"));
+/// # }
+/// ```
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Source>,
+}
+
+/// `Result` with this crate's [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), source: None }
+    }
+
+    pub(crate) fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message)
+    }
+
+    pub(crate) fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+
+    pub(crate) fn timeout(operation: &str, after: Duration) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            format!("cache {operation} timed out after {after:?}; the backend is slow or unreachable"),
+        )
+    }
+
+    pub(crate) fn circuit_open(operation: &str) -> Self {
+        Self::new(
+            ErrorKind::CircuitOpen,
+            format!("cache {operation} skipped: the circuit breaker is open after repeated backend failures"),
+        )
+    }
+
+    /// What kind of failure this is.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// True when the backend did not answer within the operation timeout.
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        self.kind == ErrorKind::Timeout
+    }
+
+    /// True when the operation was skipped because the circuit breaker is open.
+    #[must_use]
+    pub fn is_circuit_open(&self) -> bool {
+        self.kind == ErrorKind::CircuitOpen
+    }
+
+    /// True for backend trouble of any sort: an error reply, a broken or refused connection, a
+    /// timeout or an open breaker. These are the errors the read-through paths absorb.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Backend | ErrorKind::Connect | ErrorKind::Timeout | ErrorKind::CircuitOpen
+        )
+    }
+
+    /// True when the configuration or URL is invalid.
+    #[must_use]
+    pub fn is_config(&self) -> bool {
+        self.kind == ErrorKind::Config
+    }
+
+    /// True when an argument was invalid (a malformed pattern, a zero TTL).
+    #[must_use]
+    pub fn is_invalid_input(&self) -> bool {
+        self.kind == ErrorKind::InvalidInput
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(source) = &self.source {
+            d.field("source", &format_args!("{source}"));
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(err: redis::RedisError) -> Self {
+        let kind = if err.is_timeout() {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::Backend
+        };
+        // RedisError's Display never includes the connection password.
+        Self::new(kind, "redis operation failed").with_source(err)
+    }
+}
+
+impl From<bincode::error::EncodeError> for Error {
+    fn from(err: bincode::error::EncodeError) -> Self {
+        Self::new(ErrorKind::Codec, "bincode could not encode the value").with_source(err)
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(err: serde_json::Error) -> Self {
+        Self::new(ErrorKind::Codec, "JSON codec failed").with_source(err)
+    }
+}

@@ -1,0 +1,77 @@
+//! A typed cache for Rust web services: in-process memory or Redis behind one [`Cache`] handle,
+//! with keys that cannot be glob-injected, read-through with stampede protection, and a failure
+//! policy under which the cache never fails a request.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cache_core::{Cache, key};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct Stats { avg_kcal: u32 }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> cache_core::Result<()> {
+//! // Memory unless CACHE_URL says redis://...
+//! let cache = Cache::from_env().await?;
+//! let user_id = 42_i64;
+//! let stats = cache
+//!     .get_or_insert_with(key!("user_stats", user_id), Duration::from_secs(1800), || async {
+//!         Stats { avg_kcal: 2100 } // the database query goes here
+//!     })
+//!     .await;
+//! assert_eq!(stats.avg_kcal, 2100);
+//! cache.delete_pattern(key!("user_stats", user_id).as_str()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # The parts
+//!
+//! - [`Cache`]: the handle. `get`, `set`, `delete`, `delete_pattern`, `get_many`, `set_many`,
+//!   `get_or_insert_with`, `get_or_try_insert_with`.
+//! - [`CacheBuilder`]: URL, namespace, [`codec`], timeouts, default [`Ttl`], [`MemoryCapacity`],
+//!   circuit breaker.
+//! - [`Key`], [`key!`] and [`KeyPart`]: keys from untrusted parts, escaped.
+//! - [`Backend`]: the remote tier's trait (bytes in, bytes out), implemented for Redis.
+//! - [`metrics`]: the metric names.
+//!
+//! # Failure policy
+//!
+//! The cache accelerates; the database is the truth. Every backend operation has a timeout
+//! (250 ms by default) and repeated failures open a circuit breaker that skips the backend for a
+//! cool-down, then probes it. `get_or_insert_with` and friends never fail because of the cache:
+//! the loader runs and its value is returned, with the failure counted and logged; direct
+//! operations return an [`Error`] whose [`ErrorKind`] the caller can match.
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tls` | no | `rediss://` URLs (Redis over TLS, rustls with the ring provider) |
+
+pub mod backend;
+mod builder;
+mod cache;
+pub mod codec;
+mod envelope;
+mod error;
+mod failure;
+mod flight;
+mod key;
+mod memory;
+pub mod metrics;
+mod pattern;
+mod ttl;
+mod url;
+
+pub use crate::backend::Backend;
+pub use crate::builder::CacheBuilder;
+pub use crate::cache::{Cache, Cacheable};
+pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::key::{Key, KeyPart, PartWriter};
+pub use crate::memory::MemoryCapacity;
+pub use crate::ttl::Ttl;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,114 @@
+//! Metric names and the handles the cache records into, through the `metrics` facade.
+//!
+//! Every metric carries the labels `namespace` (the cache's namespace) and `backend`
+//! (`memory` or `redis`). Install your recorder (Prometheus exporter, ...) before building a
+//! cache: handles are registered once, when the cache is built, to keep hits cheap.
+//!
+//! | name | type | extra labels | meaning |
+//! |---|---|---|---|
+//! | `cache_hits_total` | counter | | reads that found a usable value |
+//! | `cache_misses_total` | counter | | reads that found nothing |
+//! | `cache_stale_total` | counter | `reason` | reads that found bytes that did not decode (other format, codec or shape) or a value of another type: counted as misses too |
+//! | `cache_errors_total` | counter | `op`, `kind` | failed backend operations (`kind` is [`ErrorKind::as_str`](crate::ErrorKind::as_str)) |
+//! | `cache_timeouts_total` | counter | `op` | backend operations that exceeded the operation timeout (also in errors) |
+//! | `cache_breaker_open` | gauge | | 1 while the circuit breaker is open, else 0 |
+//! | `cache_loader_runs_total` | counter | | loader calls made by read-throughs (misses that reached the database) |
+//! | `cache_operation_seconds` | histogram | `op` | latency of remote backend operations |
+
+use ::metrics::{Counter, Gauge, Histogram, Label, counter, gauge, histogram};
+
+/// `cache_hits_total`
+pub const HITS: &str = "cache_hits_total";
+/// `cache_misses_total`
+pub const MISSES: &str = "cache_misses_total";
+/// `cache_stale_total`
+pub const STALE: &str = "cache_stale_total";
+/// `cache_errors_total`
+pub const ERRORS: &str = "cache_errors_total";
+/// `cache_timeouts_total`
+pub const TIMEOUTS: &str = "cache_timeouts_total";
+/// `cache_breaker_open`
+pub const BREAKER_OPEN: &str = "cache_breaker_open";
+/// `cache_loader_runs_total`
+pub const LOADER_RUNS: &str = "cache_loader_runs_total";
+/// `cache_operation_seconds`
+pub const OPERATION_SECONDS: &str = "cache_operation_seconds";
+
+/// The backend operations, as the `op` label names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Get,
+    GetMany,
+    Set,
+    SetMany,
+    Delete,
+    DeletePattern,
+    Ping,
+}
+
+impl Op {
+    const ALL: [Op; 7] = [Op::Get, Op::GetMany, Op::Set, Op::SetMany, Op::Delete, Op::DeletePattern, Op::Ping];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::GetMany => "get_many",
+            Op::Set => "set",
+            Op::SetMany => "set_many",
+            Op::Delete => "delete",
+            Op::DeletePattern => "delete_pattern",
+            Op::Ping => "ping",
+        }
+    }
+}
+
+/// Handles registered once per cache.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    labels: Vec<Label>,
+    pub(crate) hits: Counter,
+    pub(crate) misses: Counter,
+    pub(crate) loader_runs: Counter,
+    latency: [Histogram; Op::ALL.len()],
+}
+
+impl Metrics {
+    pub(crate) fn new(namespace: &str, backend: &'static str) -> Self {
+        let labels = vec![Label::new("namespace", namespace.to_owned()), Label::new("backend", backend)];
+        let latency = Op::ALL.map(|op| histogram!(OPERATION_SECONDS, with(&labels, "op", op.as_str())));
+        Self {
+            hits: counter!(HITS, labels.clone()),
+            misses: counter!(MISSES, labels.clone()),
+            loader_runs: counter!(LOADER_RUNS, labels.clone()),
+            latency,
+            labels,
+        }
+    }
+
+    pub(crate) fn breaker_gauge(&self) -> Gauge {
+        gauge!(BREAKER_OPEN, self.labels.clone())
+    }
+
+    pub(crate) fn latency(&self, op: Op) -> &Histogram {
+        &self.latency[op as usize]
+    }
+
+    /// Rare events register on the spot: their labels vary and they are off the hit path.
+    pub(crate) fn stale(&self, reason: &'static str) {
+        counter!(STALE, with(&self.labels, "reason", reason)).increment(1);
+    }
+
+    pub(crate) fn error(&self, op: Op, kind: crate::ErrorKind) {
+        let labels = with(&with(&self.labels, "op", op.as_str()), "kind", kind.as_str());
+        counter!(ERRORS, labels).increment(1);
+        if kind == crate::ErrorKind::Timeout {
+            counter!(TIMEOUTS, with(&self.labels, "op", op.as_str())).increment(1);
+        }
+    }
+}
+
+fn with(labels: &[Label], key: &'static str, value: &'static str) -> Vec<Label> {
+    let mut all = labels.to_vec();
+    all.push(Label::new(key, value));
+    all
+}
