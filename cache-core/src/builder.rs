@@ -164,7 +164,11 @@ impl CacheBuilder {
                     self.operation_timeout,
                 )
                 .await?;
-                Ok(Cache::with_backend(&self, std::sync::Arc::new(backend), "redis"))
+                Ok(Cache::with_backend(
+                    &self,
+                    std::sync::Arc::new(backend),
+                    "redis",
+                ))
             }
         }
     }
@@ -172,21 +176,30 @@ impl CacheBuilder {
     fn validate(&self) -> Result<()> {
         let ns = &self.namespace;
         if ns.is_empty() {
-            return Err(Error::config("namespace is empty; every cache needs one (the default is \"cache\")"));
+            return Err(Error::config(
+                "namespace is empty; every cache needs one (the default is \"cache\")",
+            ));
         }
-        if let Some(bad) = ns.chars().find(|c| matches!(c, '*' | '?' | '[' | ']' | '\\') || c.is_whitespace()) {
+        if let Some(bad) = ns
+            .chars()
+            .find(|c| matches!(c, '*' | '?' | '[' | ']' | '\\') || c.is_whitespace())
+        {
             return Err(Error::config(format!(
                 "namespace {ns:?} contains {bad:?}; use letters, digits and ':-_.' so that patterns stay inside it"
             )));
         }
         if self.pool_size == 0 {
-            return Err(Error::config("pool_size is 0; at least one connection is needed"));
+            return Err(Error::config(
+                "pool_size is 0; at least one connection is needed",
+            ));
         }
         if self.operation_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(Error::config("timeouts must be positive"));
         }
         if self.default_ttl.is_some_and(|ttl| ttl.is_zero()) {
-            return Err(Error::config("default_ttl is zero; use a positive duration, or leave it unset"));
+            return Err(Error::config(
+                "default_ttl is zero; use a positive duration, or leave it unset",
+            ));
         }
         Ok(())
     }
@@ -198,12 +211,38 @@ mod tests {
 
     #[tokio::test]
     async fn rejects_settings_that_would_misbehave() {
-        let err = |b: CacheBuilder| async move { b.build().await.err().map(|e| e.to_string()).unwrap_or_default() };
-        assert!(err(Cache::builder().namespace("")).await.contains("namespace is empty"));
-        assert!(err(Cache::builder().namespace("app*")).await.contains("contains '*'"));
-        assert!(err(Cache::builder().pool_size(0)).await.contains("pool_size"));
-        assert!(err(Cache::builder().default_ttl(Duration::ZERO)).await.contains("default_ttl"));
-        assert!(err(Cache::builder().url("redis//x")).await.contains("missing \"://\""));
+        let err = |b: CacheBuilder| async move {
+            b.build()
+                .await
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            err(Cache::builder().namespace(""))
+                .await
+                .contains("namespace is empty")
+        );
+        assert!(
+            err(Cache::builder().namespace("app*"))
+                .await
+                .contains("contains '*'")
+        );
+        assert!(
+            err(Cache::builder().pool_size(0))
+                .await
+                .contains("pool_size")
+        );
+        assert!(
+            err(Cache::builder().default_ttl(Duration::ZERO))
+                .await
+                .contains("default_ttl")
+        );
+        assert!(
+            err(Cache::builder().url("redis//x"))
+                .await
+                .contains("missing \"://\"")
+        );
     }
 
     #[test]

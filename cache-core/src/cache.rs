@@ -81,7 +81,8 @@ impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
         let mut d = f.debug_struct("Cache");
-        d.field("namespace", &inner.namespace).field("codec", &inner.codec);
+        d.field("namespace", &inner.namespace)
+            .field("codec", &inner.codec);
         match &inner.store {
             Store::Memory(memory) => d.field("backend", memory),
             Store::Remote(remote) => d.field("backend", &remote.backend),
@@ -142,13 +143,30 @@ impl Cache {
     }
 
     pub(crate) fn with_memory(config: &CacheBuilder) -> Self {
-        Self::new(config, Store::Memory(MemoryStore::new(config.memory_capacity)), "memory")
+        Self::new(
+            config,
+            Store::Memory(MemoryStore::new(config.memory_capacity)),
+            "memory",
+        )
     }
 
-    pub(crate) fn with_backend(config: &CacheBuilder, backend: Arc<dyn Backend>, kind: &'static str) -> Self {
+    pub(crate) fn with_backend(
+        config: &CacheBuilder,
+        backend: Arc<dyn Backend>,
+        kind: &'static str,
+    ) -> Self {
         let metrics = Metrics::new(&config.namespace, kind);
-        let breaker = Breaker::new(config.breaker_threshold, config.breaker_cool_down, metrics.breaker_gauge());
-        let remote = Remote { backend, kind, timeout: config.operation_timeout, breaker };
+        let breaker = Breaker::new(
+            config.breaker_threshold,
+            config.breaker_cool_down,
+            metrics.breaker_gauge(),
+        );
+        let remote = Remote {
+            backend,
+            kind,
+            timeout: config.operation_timeout,
+            breaker,
+        };
         Self::build(config, Store::Remote(remote), metrics)
     }
 
@@ -167,7 +185,9 @@ impl Cache {
             metrics,
             warn: WarnLimiter::new(config.warn_interval),
         };
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The namespace every key of this cache lives under.
@@ -222,7 +242,9 @@ impl Cache {
             Store::Memory(memory) => Ok(self.count(memory.get::<T>(key))),
             Store::Remote(remote) => {
                 let full = inner.full_key(key);
-                let bytes = self.call(remote, Op::Get, remote.backend.get(&full)).await?;
+                let bytes = self
+                    .call(remote, Op::Get, remote.backend.get(&full))
+                    .await?;
                 Ok(self.decode(key, bytes.as_deref()))
             }
         }
@@ -235,7 +257,12 @@ impl Cache {
     /// [`ErrorKind::Codec`](crate::ErrorKind::Codec) when the value cannot be encoded, or backend
     /// trouble as for [`get`](Cache::get).
     #[tracing::instrument(name = "cache.set", level = "debug", skip_all, fields(key = %key.as_ref()))]
-    pub async fn set<T: Cacheable>(&self, key: impl AsRef<str>, value: &T, ttl: impl Into<Ttl>) -> Result<()> {
+    pub async fn set<T: Cacheable>(
+        &self,
+        key: impl AsRef<str>,
+        value: &T,
+        ttl: impl Into<Ttl>,
+    ) -> Result<()> {
         let key = key.as_ref();
         let inner = &*self.inner;
         let ttl = ttl.into().resolve(inner.default_ttl)?;
@@ -247,7 +274,8 @@ impl Cache {
             Store::Remote(remote) => {
                 let bytes = envelope::encode(inner.codec, value, ttl)?;
                 let full = inner.full_key(key);
-                self.call(remote, Op::Set, remote.backend.set(&full, &bytes, ttl)).await
+                self.call(remote, Op::Set, remote.backend.set(&full, &bytes, ttl))
+                    .await
             }
         }
     }
@@ -264,7 +292,8 @@ impl Cache {
             Store::Memory(memory) => Ok(memory.remove(key)),
             Store::Remote(remote) => {
                 let full = inner.full_key(key);
-                self.call(remote, Op::Delete, remote.backend.delete(&full)).await
+                self.call(remote, Op::Delete, remote.backend.delete(&full))
+                    .await
             }
         }
     }
@@ -306,7 +335,13 @@ impl Cache {
                 let full = inner.full_key(glob);
                 // No overall timeout: the backend bounds each batch, and a large key space takes
                 // as many batches as it needs.
-                self.guarded(remote, Op::DeletePattern, None, remote.backend.delete_pattern(&full)).await
+                self.guarded(
+                    remote,
+                    Op::DeletePattern,
+                    None,
+                    remote.backend.delete_pattern(&full),
+                )
+                .await
             }
         }
     }
@@ -328,11 +363,20 @@ impl Cache {
     pub async fn get_many<T: Cacheable>(&self, keys: &[impl AsRef<str>]) -> Result<Vec<Option<T>>> {
         let inner = &*self.inner;
         match &inner.store {
-            Store::Memory(memory) => Ok(keys.iter().map(|k| self.count(memory.get::<T>(k.as_ref()))).collect()),
+            Store::Memory(memory) => Ok(keys
+                .iter()
+                .map(|k| self.count(memory.get::<T>(k.as_ref())))
+                .collect()),
             Store::Remote(remote) => {
                 let full: Vec<String> = keys.iter().map(|k| inner.full_key(k.as_ref())).collect();
-                let found = self.call(remote, Op::GetMany, remote.backend.get_many(&full)).await?;
-                Ok(keys.iter().zip(found).map(|(k, bytes)| self.decode(k.as_ref(), bytes.as_deref())).collect())
+                let found = self
+                    .call(remote, Op::GetMany, remote.backend.get_many(&full))
+                    .await?;
+                Ok(keys
+                    .iter()
+                    .zip(found)
+                    .map(|(k, bytes)| self.decode(k.as_ref(), bytes.as_deref()))
+                    .collect())
             }
         }
     }
@@ -342,7 +386,11 @@ impl Cache {
     /// # Errors
     /// As for [`set`](Cache::set).
     #[tracing::instrument(name = "cache.set_many", level = "debug", skip_all, fields(keys = entries.len()))]
-    pub async fn set_many<K: AsRef<str>, T: Cacheable>(&self, entries: &[(K, T)], ttl: impl Into<Ttl>) -> Result<()> {
+    pub async fn set_many<K: AsRef<str>, T: Cacheable>(
+        &self,
+        entries: &[(K, T)],
+        ttl: impl Into<Ttl>,
+    ) -> Result<()> {
         let inner = &*self.inner;
         let ttl = ttl.into().resolve(inner.default_ttl)?;
         match &inner.store {
@@ -356,9 +404,15 @@ impl Cache {
             Store::Remote(remote) => {
                 let encoded = entries
                     .iter()
-                    .map(|(k, v)| Ok((inner.full_key(k.as_ref()), envelope::encode(inner.codec, v, ttl)?)))
+                    .map(|(k, v)| {
+                        Ok((
+                            inner.full_key(k.as_ref()),
+                            envelope::encode(inner.codec, v, ttl)?,
+                        ))
+                    })
                     .collect::<Result<Vec<_>>>()?;
-                self.call(remote, Op::SetMany, remote.backend.set_many(&encoded, ttl)).await
+                self.call(remote, Op::SetMany, remote.backend.set_many(&encoded, ttl))
+                    .await
             }
         }
     }
@@ -381,13 +435,20 @@ impl Cache {
     /// assert_eq!(meals, ["oats"]);
     /// # }
     /// ```
-    pub async fn get_or_insert_with<T, F, Fut>(&self, key: impl AsRef<str>, ttl: impl Into<Ttl>, loader: F) -> T
+    pub async fn get_or_insert_with<T, F, Fut>(
+        &self,
+        key: impl AsRef<str>,
+        ttl: impl Into<Ttl>,
+        loader: F,
+    ) -> T
     where
         T: Cacheable,
         F: FnOnce() -> Fut,
         Fut: Future<Output = T>,
     {
-        let result = self.get_or_try_insert_with(key, ttl, || async { Ok::<T, Infallible>(loader().await) }).await;
+        let result = self
+            .get_or_try_insert_with(key, ttl, || async { Ok::<T, Infallible>(loader().await) })
+            .await;
         match result {
             Ok(value) => value,
             Err(never) => match never {},
@@ -415,7 +476,12 @@ impl Cache {
     /// # Errors
     /// The loader's error, never the cache's.
     #[tracing::instrument(name = "cache.get_or_try_insert_with", level = "debug", skip_all, fields(key = %key.as_ref()))]
-    pub async fn get_or_try_insert_with<T, E, F, Fut>(&self, key: impl AsRef<str>, ttl: impl Into<Ttl>, loader: F) -> Result<T, E>
+    pub async fn get_or_try_insert_with<T, E, F, Fut>(
+        &self,
+        key: impl AsRef<str>,
+        ttl: impl Into<Ttl>,
+        loader: F,
+    ) -> Result<T, E>
     where
         T: Cacheable,
         E: Clone + Send + Sync + 'static,
@@ -528,7 +594,11 @@ impl Cache {
             Some(bytes) => match envelope::decode::<T>(self.inner.codec, bytes) {
                 Ok(value) => Lookup::Hit(value),
                 Err(stale) => {
-                    tracing::debug!(key, reason = stale.as_str(), "stored value does not decode: a miss");
+                    tracing::debug!(
+                        key,
+                        reason = stale.as_str(),
+                        "stored value does not decode: a miss"
+                    );
                     self.inner.metrics.stale(stale.as_str());
                     self.inner.metrics.misses.increment(1);
                     return None;
@@ -538,7 +608,12 @@ impl Cache {
         self.count(lookup)
     }
 
-    async fn call<T>(&self, remote: &Remote, op: Op, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    async fn call<T>(
+        &self,
+        remote: &Remote,
+        op: Op,
+        fut: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         self.guarded(remote, op, Some(remote.timeout), fut).await
     }
 
@@ -559,7 +634,9 @@ impl Cache {
         }
         let started = Instant::now();
         let result = match timeout {
-            Some(limit) => tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| Err(Error::timeout(op.as_str(), limit))),
+            Some(limit) => tokio::time::timeout(limit, fut)
+                .await
+                .unwrap_or_else(|_| Err(Error::timeout(op.as_str(), limit))),
             None => fut.await,
         };
         metrics.latency(op).record(started.elapsed());
@@ -587,7 +664,13 @@ impl Inner {
         full
     }
 
-    fn memory_entry<T: Cacheable>(&self, memory: &MemoryStore, key: &str, value: &T, ttl: Option<Duration>) -> Entry {
+    fn memory_entry<T: Cacheable>(
+        &self,
+        memory: &MemoryStore,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+    ) -> Entry {
         let weight = if memory.weighs() {
             let mut bytes = Vec::new();
             // A value that cannot be encoded still has a key and a header's worth of weight.

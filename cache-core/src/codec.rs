@@ -63,13 +63,18 @@ impl Codec for Bincode {
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         let (value, read) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-            .map_err(|e| Error::new(ErrorKind::Codec, "bincode could not decode the value").with_source(e))?;
+            .map_err(|e| {
+            Error::new(ErrorKind::Codec, "bincode could not decode the value").with_source(e)
+        })?;
         // bincode stops where the value ends; leftover bytes mean the stored value had more
         // fields than `T` (a struct that lost one), which must be a miss, not a wrong value.
         if read != bytes.len() {
             return Err(Error::new(
                 ErrorKind::Codec,
-                format!("bincode decoded {read} of {} bytes: the stored value has another shape", bytes.len()),
+                format!(
+                    "bincode decoded {read} of {} bytes: the stored value has another shape",
+                    bytes.len()
+                ),
             ));
         }
         Ok(value)
@@ -177,7 +182,10 @@ mod tests {
     }
 
     fn roundtrip<C: Codec>() {
-        let v = V1 { id: 7, name: "oats".to_owned() };
+        let v = V1 {
+            id: 7,
+            name: "oats".to_owned(),
+        };
         let mut bytes = Vec::new();
         C::encode(&v, &mut bytes).ok();
         assert_eq!(C::decode::<V1>(&bytes).ok(), Some(v));
@@ -193,10 +201,25 @@ mod tests {
     fn a_changed_struct_does_not_decode() {
         for kind in [CodecKind::Bincode, CodecKind::Json] {
             let mut old = Vec::new();
-            kind.encode(&V1 { id: 1, name: "a".to_owned() }, &mut old).ok();
+            kind.encode(
+                &V1 {
+                    id: 1,
+                    name: "a".to_owned(),
+                },
+                &mut old,
+            )
+            .ok();
             assert!(kind.decode::<V2>(&old).is_err(), "{kind:?}: gained a field");
             let mut new = Vec::new();
-            kind.encode(&V2 { id: 1, name: "a".to_owned(), kcal: 3 }, &mut new).ok();
+            kind.encode(
+                &V2 {
+                    id: 1,
+                    name: "a".to_owned(),
+                    kcal: 3,
+                },
+                &mut new,
+            )
+            .ok();
             // JSON ignores unknown fields by serde's default; bincode must see the leftover bytes.
             if kind == CodecKind::Bincode {
                 assert!(kind.decode::<V1>(&new).is_err(), "{kind:?}: lost a field");

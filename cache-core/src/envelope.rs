@@ -48,9 +48,15 @@ impl Stale {
 }
 
 /// Encodes `value` in an envelope; `fresh_for` sets the fresh-until field.
-pub(crate) fn encode<T: Serialize + ?Sized>(codec: CodecKind, value: &T, fresh_for: Option<Duration>) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Serialize + ?Sized>(
+    codec: CodecKind,
+    value: &T,
+    fresh_for: Option<Duration>,
+) -> Result<Vec<u8>> {
     let now = unix_millis(SystemTime::now());
-    let fresh_until = fresh_for.map_or(0, |d| now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
+    let fresh_until = fresh_for.map_or(0, |d| {
+        now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    });
     let mut out = Vec::with_capacity(HEADER + 64);
     out.extend_from_slice(&[MAGIC, VERSION, codec.id()]);
     out.extend_from_slice(&now.to_le_bytes());
@@ -72,7 +78,8 @@ pub(crate) fn decode<T: DeserializeOwned>(codec: CodecKind, bytes: &[u8]) -> Res
 }
 
 fn unix_millis(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -84,13 +91,17 @@ mod tests {
         for codec in [CodecKind::Bincode, CodecKind::Json] {
             let bytes = encode(codec, &("meal", 512_u32), None).unwrap_or_default();
             assert_eq!(bytes[2], codec.id());
-            assert_eq!(decode::<(String, u32)>(codec, &bytes), Ok(("meal".to_owned(), 512)));
+            assert_eq!(
+                decode::<(String, u32)>(codec, &bytes),
+                Ok(("meal".to_owned(), 512))
+            );
         }
     }
 
     #[test]
     fn header_records_times() {
-        let bytes = encode(CodecKind::Bincode, &1_u8, Some(Duration::from_secs(10))).unwrap_or_default();
+        let bytes =
+            encode(CodecKind::Bincode, &1_u8, Some(Duration::from_secs(10))).unwrap_or_default();
         let written = u64::from_le_bytes(bytes[3..11].try_into().unwrap_or_default());
         let fresh = u64::from_le_bytes(bytes[11..19].try_into().unwrap_or_default());
         assert!(written > 1_600_000_000_000);
@@ -100,11 +111,21 @@ mod tests {
     #[test]
     fn garbage_and_foreign_bytes_are_stale_not_panics() {
         assert_eq!(decode::<u32>(CodecKind::Bincode, b""), Err(Stale::Foreign));
-        assert_eq!(decode::<u32>(CodecKind::Bincode, b"hello world, not an envelope"), Err(Stale::Foreign));
+        assert_eq!(
+            decode::<u32>(CodecKind::Bincode, b"hello world, not an envelope"),
+            Err(Stale::Foreign)
+        );
         let json = encode(CodecKind::Json, &1_u32, None).unwrap_or_default();
-        assert_eq!(decode::<u32>(CodecKind::Bincode, &json), Err(Stale::OtherCodec));
-        let mut truncated = encode(CodecKind::Bincode, &"a long string value", None).unwrap_or_default();
+        assert_eq!(
+            decode::<u32>(CodecKind::Bincode, &json),
+            Err(Stale::OtherCodec)
+        );
+        let mut truncated =
+            encode(CodecKind::Bincode, &"a long string value", None).unwrap_or_default();
         truncated.truncate(HEADER + 3);
-        assert_eq!(decode::<String>(CodecKind::Bincode, &truncated), Err(Stale::Shape));
+        assert_eq!(
+            decode::<String>(CodecKind::Bincode, &truncated),
+            Err(Stale::Shape)
+        );
     }
 }

@@ -85,7 +85,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), source: None }
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
     }
 
     pub(crate) fn with_source(mut self, source: impl Into<Source>) -> Self {
@@ -104,14 +108,18 @@ impl Error {
     pub(crate) fn timeout(operation: &str, after: Duration) -> Self {
         Self::new(
             ErrorKind::Timeout,
-            format!("cache {operation} timed out after {after:?}; the backend is slow or unreachable"),
+            format!(
+                "cache {operation} timed out after {after:?}; the backend is slow or unreachable"
+            ),
         )
     }
 
     pub(crate) fn circuit_open(operation: &str) -> Self {
         Self::new(
             ErrorKind::CircuitOpen,
-            format!("cache {operation} skipped: the circuit breaker is open after repeated backend failures"),
+            format!(
+                "cache {operation} skipped: the circuit breaker is open after repeated backend failures"
+            ),
         )
     }
 
@@ -179,7 +187,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -59,7 +59,10 @@ impl Breaker {
         if self.now() < open_until {
             return Permit::Skip;
         }
-        match self.probing.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire) {
+        match self
+            .probing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => Permit::Probe,
             Err(_) => Permit::Skip,
         }
@@ -82,7 +85,8 @@ impl Breaker {
 
     pub(crate) fn on_failure(&self, permit: Permit) {
         if permit == Permit::Probe {
-            self.open_until.store(self.now() + millis(self.cool_down), Ordering::Release);
+            self.open_until
+                .store(self.now() + millis(self.cool_down), Ordering::Release);
             self.probing.store(false, Ordering::Release);
             return;
         }
@@ -90,7 +94,12 @@ impl Breaker {
         if failures >= self.threshold
             && self
                 .open_until
-                .compare_exchange(0, self.now() + millis(self.cool_down), Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    0,
+                    self.now() + millis(self.cool_down),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_ok()
         {
             self.gauge.set(1.0);
@@ -118,7 +127,11 @@ pub(crate) struct WarnLimiter {
 
 impl WarnLimiter {
     pub(crate) fn new(interval: Duration) -> Self {
-        Self { origin: Instant::now(), interval, last: AtomicU64::new(0) }
+        Self {
+            origin: Instant::now(),
+            interval,
+            last: AtomicU64::new(0),
+        }
     }
 
     /// True when this event should be logged at warn.
@@ -128,7 +141,9 @@ impl WarnLimiter {
         if last != 0 && now.saturating_sub(last) < millis(self.interval) {
             return false;
         }
-        self.last.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        self.last
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 }
 
@@ -168,7 +183,11 @@ mod tests {
         b.on_failure(Permit::Call);
         assert!(b.is_open());
         assert_eq!(b.permit(), Permit::Probe);
-        assert_eq!(b.permit(), Permit::Skip, "a second caller waits for the probe");
+        assert_eq!(
+            b.permit(),
+            Permit::Skip,
+            "a second caller waits for the probe"
+        );
         b.on_failure(Permit::Probe);
         assert!(b.is_open(), "a failed probe reopens");
         assert_eq!(b.permit(), Permit::Probe);

@@ -25,25 +25,42 @@ pub(crate) enum Role<'a> {
 
 impl Flights {
     pub(crate) fn join(&self, key: &str) -> Role<'_> {
-        let mut map = self.in_progress.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = map.get(key) {
             return Role::Follower(slot.subscribe());
         }
         let slot = Arc::new(watch::Sender::new(None));
         map.insert(key.to_owned(), Arc::clone(&slot));
-        Role::Leader(Leader { flights: self, key: key.to_owned(), slot, done: false })
+        Role::Leader(Leader {
+            flights: self,
+            key: key.to_owned(),
+            slot,
+            done: false,
+        })
     }
 
     fn remove(&self, key: &str, slot: &Arc<Slot>) {
-        let mut map = self.in_progress.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.get(key).is_some_and(|current| Arc::ptr_eq(current, slot)) {
+        let mut map = self
+            .in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map
+            .get(key)
+            .is_some_and(|current| Arc::ptr_eq(current, slot))
+        {
             map.remove(key);
         }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.in_progress.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -76,7 +93,10 @@ impl Drop for Leader<'_> {
 
 /// Waits for the leader; `None` when it gave up without an outcome.
 pub(crate) async fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> Option<Outcome> {
-    rx.wait_for(Option::is_some).await.ok().and_then(|outcome| outcome.clone())
+    rx.wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|outcome| outcome.clone())
 }
 
 #[cfg(test)]
@@ -86,10 +106,17 @@ mod tests {
     #[tokio::test]
     async fn followers_get_the_leaders_outcome() {
         let flights = Flights::default();
-        let Role::Leader(leader) = flights.join("k") else { panic!("first caller leads") };
-        let Role::Follower(rx) = flights.join("k") else { panic!("second caller follows") };
+        let Role::Leader(leader) = flights.join("k") else {
+            panic!("first caller leads")
+        };
+        let Role::Follower(rx) = flights.join("k") else {
+            panic!("second caller follows")
+        };
         leader.finish(Ok(Arc::new(5_u32)));
-        let got = wait(rx).await.and_then(|o| o.ok()).and_then(|v| v.downcast_ref::<u32>().copied());
+        let got = wait(rx)
+            .await
+            .and_then(|o| o.ok())
+            .and_then(|v| v.downcast_ref::<u32>().copied());
         assert_eq!(got, Some(5));
         assert_eq!(flights.len(), 0);
     }
@@ -97,8 +124,12 @@ mod tests {
     #[tokio::test]
     async fn an_abandoned_flight_releases_its_waiters_and_the_key() {
         let flights = Flights::default();
-        let Role::Leader(leader) = flights.join("k") else { panic!("first caller leads") };
-        let Role::Follower(rx) = flights.join("k") else { panic!("second caller follows") };
+        let Role::Leader(leader) = flights.join("k") else {
+            panic!("first caller leads")
+        };
+        let Role::Follower(rx) = flights.join("k") else {
+            panic!("second caller follows")
+        };
         drop(leader);
         assert!(wait(rx).await.is_none());
         assert!(matches!(flights.join("k"), Role::Leader(_)));

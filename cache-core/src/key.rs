@@ -204,7 +204,9 @@ macro_rules! display_parts {
     )*};
 }
 
-display_parts!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, bool, char);
+display_parts!(
+    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, bool, char
+);
 
 impl<T: KeyPart> KeyPart for Option<T> {
     /// `None` is written as `%none`, which no escaped text can produce (an escaped `%` is always
@@ -261,7 +263,10 @@ fn is_reserved(c: char) -> bool {
 mod tests {
     #[test]
     fn escapes_every_reserved_character() {
-        assert_eq!(key!(r"a%b:c*d?e[f]g\h").as_str(), "a%25b%3Ac%2Ad%3Fe%5Bf%5Dg%5Ch");
+        assert_eq!(
+            key!(r"a%b:c*d?e[f]g\h").as_str(),
+            "a%25b%3Ac%2Ad%3Fe%5Bf%5Dg%5Ch"
+        );
         assert_eq!(key!("plain-text_ü").as_str(), "plain-text_ü");
     }
 
@@ -277,7 +282,10 @@ mod tests {
     fn no_part_can_inject_a_glob_metacharacter() {
         for hostile in ["7*", "7]", "7?", "7[", r"7\", "*", "[a-z]"] {
             let key = key!("daily_meals", hostile);
-            assert!(!key.as_str().contains(['*', '?', '[', ']', '\\']), "{key:?}");
+            assert!(
+                !key.as_str().contains(['*', '?', '[', ']', '\\']),
+                "{key:?}"
+            );
         }
     }
 

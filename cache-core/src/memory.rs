@@ -49,7 +49,11 @@ pub(crate) struct Entry {
 
 impl Entry {
     pub(crate) fn new<T: Any + Send + Sync>(value: T, ttl: Option<Duration>, weight: u32) -> Self {
-        Self { value: Arc::new(value), ttl, weight }
+        Self {
+            value: Arc::new(value),
+            ttl,
+            weight,
+        }
     }
 }
 
@@ -60,7 +64,13 @@ impl Expiry<String, Entry> for PerEntryTtl {
         entry.ttl
     }
 
-    fn expire_after_update(&self, _key: &String, entry: &Entry, _now: Instant, _left: Option<Duration>) -> Option<Duration> {
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        entry: &Entry,
+        _now: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
         entry.ttl
     }
 }
@@ -81,7 +91,9 @@ pub(crate) struct MemoryStore {
 
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryStore").field("entries", &self.entries.entry_count()).finish_non_exhaustive()
+        f.debug_struct("MemoryStore")
+            .field("entries", &self.entries.entry_count())
+            .finish_non_exhaustive()
     }
 }
 
@@ -90,7 +102,13 @@ impl MemoryStore {
         let builder = moka::sync::Cache::builder().expire_after(PerEntryTtl);
         let (entries, by_bytes) = match capacity {
             MemoryCapacity::Entries(n) => (builder.max_capacity(n).build(), false),
-            MemoryCapacity::Bytes(n) => (builder.max_capacity(n).weigher(|_, e: &Entry| e.weight).build(), true),
+            MemoryCapacity::Bytes(n) => (
+                builder
+                    .max_capacity(n)
+                    .weigher(|_, e: &Entry| e.weight)
+                    .build(),
+                true,
+            ),
         };
         Self { entries, by_bytes }
     }
@@ -120,8 +138,12 @@ impl MemoryStore {
 
     /// Removes every key matching the (validated) glob; the number removed.
     pub(crate) fn remove_matching(&self, glob: &str) -> u64 {
-        let matching: Vec<Arc<String>> =
-            self.entries.iter().filter(|(key, _)| pattern::matches(glob.as_bytes(), key.as_bytes())).map(|(key, _)| key).collect();
+        let matching: Vec<Arc<String>> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| pattern::matches(glob.as_bytes(), key.as_bytes()))
+            .map(|(key, _)| key)
+            .collect();
         let mut removed = 0;
         for key in matching {
             if self.entries.remove(key.as_str()).is_some() {

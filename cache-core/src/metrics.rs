@@ -47,7 +47,15 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 7] = [Op::Get, Op::GetMany, Op::Set, Op::SetMany, Op::Delete, Op::DeletePattern, Op::Ping];
+    const ALL: [Op; 7] = [
+        Op::Get,
+        Op::GetMany,
+        Op::Set,
+        Op::SetMany,
+        Op::Delete,
+        Op::DeletePattern,
+        Op::Ping,
+    ];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -74,8 +82,12 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn new(namespace: &str, backend: &'static str) -> Self {
-        let labels = vec![Label::new("namespace", namespace.to_owned()), Label::new("backend", backend)];
-        let latency = Op::ALL.map(|op| histogram!(OPERATION_SECONDS, with(&labels, "op", op.as_str())));
+        let labels = vec![
+            Label::new("namespace", namespace.to_owned()),
+            Label::new("backend", backend),
+        ];
+        let latency =
+            Op::ALL.map(|op| histogram!(OPERATION_SECONDS, with(&labels, "op", op.as_str())));
         Self {
             hits: counter!(HITS, labels.clone()),
             misses: counter!(MISSES, labels.clone()),
@@ -99,7 +111,11 @@ impl Metrics {
     }
 
     pub(crate) fn error(&self, op: Op, kind: crate::ErrorKind) {
-        let labels = with(&with(&self.labels, "op", op.as_str()), "kind", kind.as_str());
+        let labels = with(
+            &with(&self.labels, "op", op.as_str()),
+            "kind",
+            kind.as_str(),
+        );
         counter!(ERRORS, labels).increment(1);
         if kind == crate::ErrorKind::Timeout {
             counter!(TIMEOUTS, with(&self.labels, "op", op.as_str())).increment(1);

@@ -119,7 +119,11 @@ fn class_matches(pattern: &[u8], open: usize, c: u8) -> Option<(bool, usize)> {
         } else if b == b']' {
             return Some((found != negate, i + 1));
         } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' {
-            let (lo, hi) = if b <= pattern[i + 2] { (b, pattern[i + 2]) } else { (pattern[i + 2], b) };
+            let (lo, hi) = if b <= pattern[i + 2] {
+                (b, pattern[i + 2])
+            } else {
+                (pattern[i + 2], b)
+            };
             found |= (lo..=hi).contains(&c);
             i += 3;
         } else {
@@ -178,9 +182,15 @@ mod tests {
         assert!(validate("meals:*").is_ok());
         assert!(validate(r"a\[").is_ok());
         assert!(validate("[]").is_ok());
-        let err = validate("meals:[7").err().map(|e| e.to_string()).unwrap_or_default();
+        let err = validate("meals:[7")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("unclosed '['"), "{err}");
-        let err = validate(r"meals\").err().map(|e| e.to_string()).unwrap_or_default();
+        let err = validate(r"meals\")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("trailing"), "{err}");
     }
 }

@@ -80,7 +80,14 @@ mod tests {
         assert_eq!(Ttl::Default.resolve(default).ok(), Some(default));
         assert_eq!(Ttl::Default.resolve(None).ok(), Some(None));
         assert_eq!(Ttl::Never.resolve(default).ok(), Some(None));
-        assert_eq!(Ttl::secs(2).resolve(default).ok(), Some(Some(Duration::from_secs(2))));
-        assert!(Ttl::After(Duration::ZERO).resolve(default).is_err_and(|e| e.is_invalid_input()));
+        assert_eq!(
+            Ttl::secs(2).resolve(default).ok(),
+            Some(Some(Duration::from_secs(2)))
+        );
+        assert!(
+            Ttl::After(Duration::ZERO)
+                .resolve(default)
+                .is_err_and(|e| e.is_invalid_input())
+        );
     }
 }

@@ -17,21 +17,30 @@ const EXPECTED: &str = "expected memory://, redis://[user:pass@]host:port/db or 
 pub(crate) fn parse(url: &str) -> Result<Target> {
     let url = url.trim();
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(Error::config(format!("CACHE_URL {:?}: missing \"://\"; {EXPECTED}", redact(url))));
+        return Err(Error::config(format!(
+            "CACHE_URL {:?}: missing \"://\"; {EXPECTED}",
+            redact(url)
+        )));
     };
     match scheme.to_ascii_lowercase().as_str() {
         "memory" if rest.is_empty() || rest == "/" => Ok(Target::Memory),
-        "memory" => Err(Error::config(format!("CACHE_URL {url:?}: memory:// takes no host or path; {EXPECTED}"))),
-        "redis" | "rediss" if rest.is_empty() => {
-            Err(Error::config(format!("CACHE_URL {:?}: missing host; {EXPECTED}", redact(url))))
-        }
+        "memory" => Err(Error::config(format!(
+            "CACHE_URL {url:?}: memory:// takes no host or path; {EXPECTED}"
+        ))),
+        "redis" | "rediss" if rest.is_empty() => Err(Error::config(format!(
+            "CACHE_URL {:?}: missing host; {EXPECTED}",
+            redact(url)
+        ))),
         "redis" => Ok(Target::Redis(url.to_owned())),
         "rediss" if cfg!(feature = "tls") => Ok(Target::Redis(url.to_owned())),
         "rediss" => Err(Error::config(format!(
             "CACHE_URL {:?}: rediss:// (TLS) needs cache-core's \"tls\" feature",
             redact(url)
         ))),
-        other => Err(Error::config(format!("CACHE_URL {:?}: unknown scheme {other:?}; {EXPECTED}", redact(url)))),
+        other => Err(Error::config(format!(
+            "CACHE_URL {:?}: unknown scheme {other:?}; {EXPECTED}",
+            redact(url)
+        ))),
     }
 }
 
@@ -45,7 +54,11 @@ pub(crate) fn redact(url: &str) -> String {
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let masked = if userinfo.contains(':') || !user.is_empty() { format!("{user}:***") } else { String::new() };
+            let masked = if userinfo.contains(':') || !user.is_empty() {
+                format!("{user}:***")
+            } else {
+                String::new()
+            };
             format!("{scheme}://{masked}@{host}{path}")
         }
         None => url.to_owned(),
@@ -59,7 +72,10 @@ mod tests {
     #[test]
     fn recognises_each_scheme() {
         assert_eq!(parse("memory://").ok(), Some(Target::Memory));
-        assert_eq!(parse(" redis://h:6379/0 ").ok(), Some(Target::Redis("redis://h:6379/0".to_owned())));
+        assert_eq!(
+            parse(" redis://h:6379/0 ").ok(),
+            Some(Target::Redis("redis://h:6379/0".to_owned()))
+        );
         let tls = parse("rediss://h:6380");
         assert_eq!(tls.is_ok(), cfg!(feature = "tls"));
     }
@@ -75,9 +91,18 @@ mod tests {
 
     #[test]
     fn passwords_never_show() {
-        assert_eq!(redact("redis://app:s3cret@h:6379/0"), "redis://app:***@h:6379/0");
+        assert_eq!(
+            redact("redis://app:s3cret@h:6379/0"),
+            "redis://app:***@h:6379/0"
+        );
         assert_eq!(redact("redis://:s3cret@h:6379"), "redis://:***@h:6379");
         assert_eq!(redact("redis://h:6379/0"), "redis://h:6379/0");
-        assert!(!parse("bogus://u:s3cret@h").err().map(|e| e.to_string()).unwrap_or_default().contains("s3cret"));
+        assert!(
+            !parse("bogus://u:s3cret@h")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("s3cret")
+        );
     }
 }

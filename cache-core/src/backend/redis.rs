@@ -63,13 +63,21 @@ impl RedisBackend {
     /// # Errors
     /// [`ErrorKind::Config`] for a URL the `redis` crate rejects, [`ErrorKind::Connect`] naming
     /// the address when nothing answers there.
-    pub async fn connect(url: &str, connections: usize, connect_timeout: Duration, op_timeout: Duration) -> Result<Self> {
+    pub async fn connect(
+        url: &str,
+        connections: usize,
+        connect_timeout: Duration,
+        op_timeout: Duration,
+    ) -> Result<Self> {
         let address = crate::url::redact(url);
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::config(format!("CACHE_URL {address:?} is not a valid Redis URL")).with_source(e))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            Error::config(format!("CACHE_URL {address:?} is not a valid Redis URL")).with_source(e)
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(op_timeout))
+            // The cache times every operation itself (and that timeout also covers waiting for a
+            // reconnect); a second, per-reply timer inside the connection would only add cost.
+            .set_response_timeout(None)
             // A failed command triggers a reconnect; one attempt per trigger keeps an outage from
             // piling up retry loops, and the circuit breaker paces the triggers.
             .set_number_of_retries(0);
@@ -86,7 +94,12 @@ impl RedisBackend {
                 })?;
             managers.push(manager);
         }
-        Ok(Self { connections: managers.into_boxed_slice(), next: AtomicUsize::new(0), address, op_timeout })
+        Ok(Self {
+            connections: managers.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+            address,
+            op_timeout,
+        })
     }
 
     /// The server address, with any password masked.
@@ -100,7 +113,11 @@ impl RedisBackend {
         self.connections[i].clone()
     }
 
-    async fn step<T>(&self, what: &str, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+    async fn step<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T> {
         match tokio::time::timeout(self.op_timeout, fut).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(Error::timeout(what, self.op_timeout)),
@@ -165,8 +182,13 @@ impl super::Backend for RedisBackend {
         let mut removed = 0;
         loop {
             let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(SCAN_BATCH);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.step("SCAN", scan.query_async(&mut conn)).await?;
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH);
+            let (next, keys): (u64, Vec<Vec<u8>>) =
+                self.step("SCAN", scan.query_async(&mut conn)).await?;
             if !keys.is_empty() {
                 let mut unlink = redis::cmd("UNLINK");
                 unlink.arg(&keys);

@@ -1,0 +1,218 @@
+//! Test support: real servers on loopback, started and stopped by the tests.
+//!
+//! `mod.rs` rather than `support.rs` beside the tests: Cargo would build a `tests/support.rs`
+//! as a test target of its own.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cache_core::{Cache, CacheBuilder};
+
+/// A `redis-server` on 127.0.0.1 in a temporary directory, killed when dropped.
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it answers.
+    pub fn start() -> Self {
+        // Another test may take the free port between our probe and the server's bind: retry.
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("temp dir for redis-server");
+            let mut server = Self {
+                port: free_port(),
+                dir,
+                child: None,
+            };
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start after 5 attempts");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+        let log = self.dir.path().join("redis.log");
+        let child = Command::new(&binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {binary:?} ({e}): install redis-server (scripts/test.sh does it with apt-get)")
+            });
+        self.child = Some(child);
+        self.wait_until_ready()
+    }
+
+    fn wait_until_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_exited))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return false;
+            }
+            if self.ping() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(client) = redis::Client::open(self.url()) else {
+            return false;
+        };
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
+            return false;
+        };
+        redis::cmd("PING").query::<String>(&mut conn).is_ok()
+    }
+
+    /// `redis://127.0.0.1:PORT/0`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where it keeps its files and log.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Kills the server; connections to it break at once.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port (empty: it persists nothing).
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(
+            self.spawn(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+
+    /// A plain connection, for looking behind the cache's back.
+    pub fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .expect("connect to the test redis-server")
+    }
+
+    /// `INFO commandstats` as (command, calls) pairs.
+    pub fn command_calls(&self) -> Vec<(String, u64)> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.connection())
+            .unwrap();
+        info.lines()
+            .filter_map(|line| {
+                let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))?
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), calls))
+            })
+            .collect()
+    }
+
+    /// How many times `command` has run since the server started.
+    pub fn calls(&self, command: &str) -> u64 {
+        self.command_calls()
+            .into_iter()
+            .find(|(name, _)| name == command)
+            .map_or(0, |(_, calls)| calls)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// True while something accepts connections on the port.
+pub fn listening(port: u16) -> bool {
+    TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+}
+
+/// The backend a behavioural test runs on.
+pub enum Fixture {
+    Memory,
+    Redis(RedisServer),
+}
+
+impl Fixture {
+    pub fn memory() -> Self {
+        Self::Memory
+    }
+
+    pub fn redis() -> Self {
+        Self::Redis(RedisServer::start())
+    }
+
+    /// A builder pointed at this fixture's backend.
+    pub fn builder(&self) -> CacheBuilder {
+        match self {
+            Self::Memory => Cache::builder(),
+            Self::Redis(server) => Cache::builder().url(server.url()),
+        }
+    }
+
+    /// A cache with the default settings on this fixture's backend.
+    pub async fn cache(&self) -> Cache {
+        self.builder().build().await.expect("build the cache")
+    }
+
+    pub fn is_redis(&self) -> bool {
+        matches!(self, Self::Redis(_))
+    }
+}
+
+/// Polls `check` until it holds or `limit` passes; true when it held.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

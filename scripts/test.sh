@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every check and test the project has, on a fresh Debian/Ubuntu machine.
+# Installs what the tests need (redis-server) when it is missing, then runs
+# fmt, clippy -D warnings, rustdoc -D warnings and the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v redis-server >/dev/null 2>&1; then
+    echo "==> installing redis-server (the tests start their own on 127.0.0.1)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+
+echo "==> cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+echo "==> cargo doc -D warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked --quiet
+
+echo "==> cargo test"
+cargo test --workspace --all-features --locked
