@@ -492,7 +492,7 @@ impl Cache {
         let ttl = match ttl.into().resolve(self.inner.default_ttl) {
             Ok(ttl) => Some(ttl),
             Err(err) => {
-                self.absorb(Op::Set, &err);
+                tracing::warn!(error = %err, "read-through with an invalid TTL: the value is loaded but not stored");
                 None
             }
         };

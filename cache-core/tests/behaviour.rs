@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cache_core::{Cache, ErrorKind, Ttl, key};
+use cache_core::{Cache, ErrorKind, MemoryCapacity, Ttl, key};
 use serde::{Deserialize, Serialize};
 use support::{Fixture, eventually};
 
@@ -479,4 +479,54 @@ async fn two_memory_caches_are_independent() {
         Some(1),
         "clones share"
     );
+}
+
+/// How many of `keys` are present right now.
+async fn present(cache: &Cache, keys: &[String]) -> usize {
+    cache
+        .get_many::<Vec<u8>>(keys)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|v| v.is_some())
+        .count()
+}
+
+#[tokio::test]
+async fn the_memory_tier_is_bounded_by_entries() {
+    let cache = Cache::builder()
+        .memory_capacity(MemoryCapacity::Entries(100))
+        .build()
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..1_000).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        cache.set(key, &vec![0_u8; 16], MINUTE).await.unwrap();
+    }
+    let bounded = eventually(Duration::from_secs(5), || async {
+        present(&cache, &keys).await <= 100
+    })
+    .await;
+    assert!(bounded, "at most 100 of 1,000 entries stay");
+    assert!(present(&cache, &keys).await > 0);
+}
+
+#[tokio::test]
+async fn the_memory_tier_is_bounded_by_bytes() {
+    // 64 KiB holds about sixty 1 KiB values, whatever their count.
+    let cache = Cache::builder()
+        .memory_capacity(MemoryCapacity::Bytes(64 * 1024))
+        .build()
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..1_000).map(|i| format!("k{i}")).collect();
+    for key in &keys {
+        cache.set(key, &vec![7_u8; 1024], MINUTE).await.unwrap();
+    }
+    let bounded = eventually(Duration::from_secs(5), || async {
+        present(&cache, &keys).await <= 64
+    })
+    .await;
+    assert!(bounded, "1 KiB values in a 64 KiB tier: at most 64 stay");
+    assert!(present(&cache, &keys).await > 0);
 }
