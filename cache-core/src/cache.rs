@@ -77,6 +77,12 @@ struct Remote {
     breaker: Breaker,
 }
 
+impl AsRef<Cache> for Cache {
+    fn as_ref(&self) -> &Cache {
+        self
+    }
+}
+
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
@@ -194,6 +200,12 @@ impl Cache {
     #[must_use]
     pub fn namespace(&self) -> &str {
         &self.inner.namespace
+    }
+
+    /// The TTL of values stored with [`Ttl::Default`], if the builder set one.
+    #[must_use]
+    pub fn default_ttl(&self) -> Option<Duration> {
+        self.inner.default_ttl
     }
 
     /// `"memory"` or `"redis"`.

@@ -12,6 +12,8 @@
 //! Percent-encoding was chosen over backslash-escaping because a backslash-escaped key would need
 //! a second round of escaping whenever it is turned into a pattern.
 
+mod foreign;
+
 use std::fmt::{self, Write as _};
 
 /// A cache key made of escaped parts joined by `:`.
@@ -51,7 +53,22 @@ impl Key {
     /// Appends a part after a `:`.
     pub fn push(&mut self, part: impl KeyPart) {
         self.0.push(':');
+        self.append(part);
+    }
+
+    /// A key beginning with text the caller vouches for (no glob metacharacter from input).
+    pub(crate) fn raw(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+
+    /// Appends an escaped part with no separator.
+    pub(crate) fn append(&mut self, part: impl KeyPart) {
         part.write_part(&mut PartWriter { out: &mut self.0 });
+    }
+
+    /// Appends text as is.
+    pub(crate) fn append_raw(&mut self, text: &str) {
+        self.0.push_str(text);
     }
 
     /// The key as text, as the cache stores it (below the cache's namespace).
@@ -164,6 +181,11 @@ impl fmt::Write for PartWriter<'_> {
 ///
 /// assert_eq!(key!("profile", UserId(9)).as_str(), "profile:9");
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of a cache key",
+    label = "this becomes part of the cache key",
+    note = "implement `cache_core::KeyPart` for it, leave the argument out of the key with `skip(..)`, or choose the key with `key = \"..\"`"
+)]
 pub trait KeyPart {
     /// Writes this value's textual form into the key.
     fn write_part(&self, out: &mut PartWriter<'_>);

@@ -57,7 +57,9 @@ mod envelope;
 mod error;
 mod failure;
 mod flight;
+mod global;
 mod key;
+mod macro_support;
 mod memory;
 pub mod metrics;
 mod pattern;
@@ -68,9 +70,17 @@ pub use crate::backend::Backend;
 pub use crate::builder::CacheBuilder;
 pub use crate::cache::{Cache, Cacheable};
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::global::{global, install_global};
 pub use crate::key::{Key, KeyPart, PartWriter};
 pub use crate::memory::MemoryCapacity;
 pub use crate::ttl::Ttl;
+#[cfg(feature = "macros")]
+pub use cache_macros::cache_result;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::macro_support::*;
+}
 
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -1,0 +1,171 @@
+//! Parsing the attribute's options: `expire`, `key_prefix`, `key`, `skip(..)`, `cache`, `cache_none`.
+//!
+//! Every problem is recorded and parsing goes on, so that the user sees all of them at once.
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Token, UnOp};
+
+use crate::Errors;
+
+/// How long values live, as written.
+pub(crate) enum Expire {
+    /// A positive integer literal, checked here.
+    Seconds(u64),
+    /// Any other expression: evaluated in a `const` block, which checks it at compile time.
+    Const(Box<Expr>),
+}
+
+/// The options, each with the span of where it was written.
+#[derive(Default)]
+pub(crate) struct Options {
+    pub(crate) expire: Option<Expire>,
+    pub(crate) key_prefix: Option<LitStr>,
+    pub(crate) key: Option<LitStr>,
+    pub(crate) skip: Vec<Ident>,
+    pub(crate) cache: Option<Expr>,
+    pub(crate) cache_none: Option<Span>,
+}
+
+const KNOWN: &str = "expire, key_prefix, key, skip(..), cache, cache_none";
+
+/// Reads the options; problems go to `errors`.
+pub(crate) fn parse(attr: TokenStream, errors: &mut Errors) -> Options {
+    let mut options = Options::default();
+    let mut seen: Vec<String> = Vec::new();
+    let parser = syn::meta::parser(|meta| {
+        let name = meta
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        if seen.contains(&name) {
+            errors.push(syn::Error::new_spanned(
+                &meta.path,
+                format!("duplicate option `{name}`"),
+            ));
+            return skip_value(&meta);
+        }
+        seen.push(name.clone());
+        match name.as_str() {
+            "expire" => {
+                let value: Expr = meta.value()?.parse()?;
+                options.expire = expire(value, errors);
+            }
+            "key_prefix" => {
+                let prefix: LitStr = meta.value()?.parse()?;
+                check_literal_text(&prefix, &prefix.value(), "key_prefix", errors);
+                if prefix.value().is_empty() {
+                    errors.push(syn::Error::new_spanned(&prefix, "key_prefix is empty; leave it out for the default (module path and function name)"));
+                }
+                options.key_prefix = Some(prefix);
+            }
+            "key" => options.key = Some(meta.value()?.parse()?),
+            "cache" => options.cache = Some(meta.value()?.parse()?),
+            "skip" => {
+                meta.parse_nested_meta(|inner| {
+                    match inner.path.get_ident() {
+                        Some(ident) => options.skip.push(ident.clone()),
+                        None => errors.push(syn::Error::new_spanned(
+                            &inner.path,
+                            "skip(..) takes argument names",
+                        )),
+                    }
+                    Ok(())
+                })?;
+            }
+            "cache_none" => {
+                if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {
+                    errors.push(syn::Error::new_spanned(
+                        &meta.path,
+                        "cache_none is a flag: write `cache_none` alone",
+                    ));
+                    return skip_value(&meta);
+                }
+                options.cache_none = Some(meta.path.span());
+            }
+            _ => {
+                errors.push(syn::Error::new_spanned(
+                    &meta.path,
+                    format!(
+                        "unknown option `{}`; the options are: {KNOWN}",
+                        path_text(&meta.path)
+                    ),
+                ));
+                return skip_value(&meta);
+            }
+        }
+        Ok(())
+    });
+    if let Err(err) = parser.parse2(attr) {
+        errors.push(err);
+    }
+    options
+}
+
+fn path_text(path: &syn::Path) -> String {
+    path.segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
+/// Consumes an option's value (`= expr` or `(..)`) so parsing can go on after a problem.
+fn skip_value(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        let _: Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        let _: TokenStream = content.parse()?;
+    }
+    Ok(())
+}
+
+fn expire(value: Expr, errors: &mut Errors) -> Option<Expire> {
+    const WHAT: &str = "expire is a positive number of seconds: an integer literal such as `expire = 1800`, or a const expression";
+    match &value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => {
+            match int.base10_parse::<u64>() {
+                Ok(0) => {
+                    errors.push(syn::Error::new_spanned(int, "expire = 0 would expire every value at once; use a positive number of seconds"));
+                    None
+                }
+                Ok(secs) => Some(Expire::Seconds(secs)),
+                Err(_) => {
+                    errors.push(syn::Error::new_spanned(int, WHAT));
+                    None
+                }
+            }
+        }
+        Expr::Lit(lit) => {
+            errors.push(syn::Error::new_spanned(lit, WHAT));
+            None
+        }
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_), ..
+        }) => {
+            errors.push(syn::Error::new_spanned(&value, WHAT));
+            None
+        }
+        _ => Some(Expire::Const(Box::new(value))),
+    }
+}
+
+/// Literal key text is written into keys as is, so it must not hold what a glob or the
+/// escaping reads specially.
+pub(crate) fn check_literal_text(lit: &LitStr, text: &str, what: &str, errors: &mut Errors) {
+    if let Some(bad) = text
+        .chars()
+        .find(|c| matches!(c, '*' | '?' | '[' | ']' | '\\' | '%') || c.is_whitespace())
+    {
+        errors.push(syn::Error::new_spanned(
+            lit,
+            format!("{what} contains {bad:?}, which would act as a glob pattern or escape in keys; use letters, digits and `:-_.`"),
+        ));
+    }
+}

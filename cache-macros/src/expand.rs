@@ -1,0 +1,147 @@
+//! Generating the read-through: the function keeps its signature, attributes and visibility;
+//! its body becomes the loader of `::cache_core::__private::read_through`.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::Errors;
+use crate::attr::Expire;
+use crate::validate::{KeyStep, Kind, Plan, Prefix};
+
+/// Parses, validates and expands; on any problem, the function unchanged plus every error.
+pub(crate) fn cache_result(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let options = crate::attr::parse(attr, &mut errors);
+    let function: syn::ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(_) => {
+            let err =
+                syn::Error::new_spanned(&item, "#[cache_result] goes on an `async fn` with a body")
+                    .to_compile_error();
+            return quote!(#item #err);
+        }
+    };
+    let plan = crate::validate::plan(options, function.clone(), &mut errors);
+    match (plan, errors.into_result()) {
+        (Some(plan), Ok(())) => expand(plan),
+        (_, Err(err)) => {
+            let err = err.to_compile_error();
+            quote!(#function #err)
+        }
+        (None, Ok(())) => quote!(#function),
+    }
+}
+
+fn expand(plan: Plan) -> TokenStream {
+    let Plan {
+        item,
+        prefix,
+        key,
+        cache,
+        expire,
+        output,
+    } = plan;
+    let syn::ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = item;
+    let private = quote!(::cache_core::__private);
+
+    let start = match prefix {
+        Prefix::Given(lit) => quote!(#private::key(#lit)),
+        Prefix::Module(name) => {
+            quote!(#private::key(::core::concat!(::core::module_path!(), "::", #name)))
+        }
+        Prefix::SelfType(name) => {
+            let tail = format!("::{name}");
+            quote! {{
+                let mut __key = #private::key("");
+                #private::append_type_name(&mut __key, ::core::any::type_name::<Self>());
+                #private::append_raw(&mut __key, #tail);
+                __key
+            }}
+        }
+    };
+    let steps = key.into_iter().map(|step| match step {
+        KeyStep::Part(expr) => {
+            quote_spanned!(expr.span()=> #private::push(&mut __cache_result_key, &#expr);)
+        }
+        KeyStep::Hole(expr) => {
+            quote_spanned!(expr.span()=> #private::append(&mut __cache_result_key, &#expr);)
+        }
+        KeyStep::Text(text) => quote!(#private::append_raw(&mut __cache_result_key, #text);),
+    });
+
+    let (cache_binding, cache_ref) = match cache {
+        Some(expr) => (
+            quote!(let __cache_result_cache = #private::cache_of(&(#expr));),
+            quote!(&__cache_result_cache),
+        ),
+        None => (
+            quote!(let __cache_result_cache = #private::global();),
+            quote!(__cache_result_cache),
+        ),
+    };
+    let expire = match expire {
+        Some(Expire::Seconds(secs)) => quote!(::core::option::Option::Some(#secs)),
+        Some(Expire::Const(expr)) => quote! {
+            ::core::option::Option::Some(const {
+                let secs: u64 = #expr;
+                ::core::assert!(secs > 0, "#[cache_result]: expire must be a positive number of seconds");
+                secs
+            })
+        },
+        None => quote!(::core::option::Option::None),
+    };
+
+    let ty = &output.ty;
+    // `.0` unwraps and the bare path rewraps a `Json<T>` around the cached `T`.
+    let (unwrap, rewrap) = match &output.wrapper {
+        Some(path) => (quote!(.0), quote!(#path)),
+        None => (quote!(), quote!(::core::convert::identity)),
+    };
+    let (loader_tail, finish) = match output.kind {
+        Kind::Result => (
+            quote!(__ret.map(|__v| __v #unwrap)),
+            quote!(__result.map(#rewrap)),
+        ),
+        Kind::Option { cache_none: false } => (
+            quote! {
+                match __ret {
+                    ::core::option::Option::Some(__v) => ::core::result::Result::Ok(__v #unwrap),
+                    ::core::option::Option::None => ::core::result::Result::Err(#private::NotCached),
+                }
+            },
+            quote!(__result.ok().map(#rewrap)),
+        ),
+        Kind::Option { cache_none: true } => (
+            quote!(::core::result::Result::Ok::<_, ::core::convert::Infallible>(__ret.map(|__v| __v #unwrap))),
+            quote!(#private::infallible(__result).map(#rewrap)),
+        ),
+        Kind::Plain => (
+            quote!(::core::result::Result::Ok::<_, ::core::convert::Infallible>(__ret #unwrap)),
+            quote!((#rewrap)(#private::infallible(__result))),
+        ),
+    };
+    // Spanned at the return type: a value that cannot be cached, or an error that cannot be
+    // shared, is reported there.
+    let read_through = quote_spanned!(ty.span()=> #private::read_through);
+
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            let mut __cache_result_key = #start;
+            #(#steps)*
+            #cache_binding
+            let __result = #read_through(#cache_ref, __cache_result_key, #expire, move || async move {
+                let __ret: #ty = #block;
+                #loader_tail
+            })
+            .await;
+            #finish
+        }
+    }
+}
