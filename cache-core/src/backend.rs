@@ -28,6 +28,11 @@ pub use self::redis::RedisBackend;
 /// ```
 #[async_trait]
 pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// A short name for logs and the `backend` metric label.
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
     /// The stored bytes under `key`, or `None`.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
 

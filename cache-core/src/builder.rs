@@ -33,6 +33,7 @@ use crate::url::{self, Target};
 #[derive(Clone)]
 pub struct CacheBuilder {
     pub(crate) url: Option<String>,
+    pub(crate) backend: Option<std::sync::Arc<dyn crate::Backend>>,
     pub(crate) namespace: String,
     pub(crate) codec: CodecKind,
     pub(crate) pool_size: usize,
@@ -49,6 +50,7 @@ impl Default for CacheBuilder {
     fn default() -> Self {
         Self {
             url: None,
+            backend: None,
             namespace: "cache".to_owned(),
             codec: CodecKind::default(),
             pool_size: 1,
@@ -82,6 +84,19 @@ impl CacheBuilder {
     /// `rediss://...` with the `tls` feature.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
+        self
+    }
+
+    /// A backend of your own (or a decorator around [`RedisBackend`](crate::backend::RedisBackend))
+    /// instead of a URL.
+    ///
+    /// ```
+    /// # async fn run(redis: cache_core::backend::RedisBackend) -> cache_core::Result<()> {
+    /// let cache = cache_core::Cache::builder().backend(redis).build().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn backend(mut self, backend: impl crate::Backend) -> Self {
+        self.backend = Some(std::sync::Arc::new(backend));
         self
     }
 
@@ -154,6 +169,15 @@ impl CacheBuilder {
     /// does not answer.
     pub async fn build(self) -> Result<Cache> {
         self.validate()?;
+        if let Some(backend) = self.backend.clone() {
+            if self.url.is_some() {
+                return Err(Error::config(
+                    "both a URL and a backend were given; choose one",
+                ));
+            }
+            let name = backend.name();
+            return Ok(Cache::with_backend(&self, backend, name));
+        }
         match self.url.as_deref().map(url::parse).transpose()? {
             None | Some(Target::Memory) => Ok(Cache::with_memory(&self)),
             Some(Target::Redis(url)) => {
@@ -180,12 +204,15 @@ impl CacheBuilder {
                 "namespace is empty; every cache needs one (the default is \"cache\")",
             ));
         }
+        // `:` is the separator after the namespace: allowing it inside would let namespace `app`
+        // match (and delete) the keys of namespace `app:v2`.
         if let Some(bad) = ns
             .chars()
-            .find(|c| matches!(c, '*' | '?' | '[' | ']' | '\\') || c.is_whitespace())
+            .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
         {
             return Err(Error::config(format!(
-                "namespace {ns:?} contains {bad:?}; use letters, digits and ':-_.' so that patterns stay inside it"
+                "namespace {ns:?} contains {bad:?}; use letters, digits and '-_.' (e.g. \"calories.v2\") \
+                 so that no namespace's keys fall under another's patterns"
             )));
         }
         if self.pool_size == 0 {
@@ -227,6 +254,18 @@ mod tests {
             err(Cache::builder().namespace("app*"))
                 .await
                 .contains("contains '*'")
+        );
+        assert!(
+            err(Cache::builder().namespace("app:v2"))
+                .await
+                .contains("contains ':'")
+        );
+        assert!(
+            Cache::builder()
+                .namespace("calories.v2-x_1")
+                .build()
+                .await
+                .is_ok()
         );
         assert!(
             err(Cache::builder().pool_size(0))

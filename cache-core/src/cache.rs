@@ -15,7 +15,7 @@ use crate::builder::CacheBuilder;
 use crate::codec::CodecKind;
 use crate::envelope;
 use crate::error::{Error, Result};
-use crate::failure::{Breaker, Permit, WarnLimiter};
+use crate::failure::{Breaker, WarnLimiter};
 use crate::flight::{self, Flights, Role};
 use crate::memory::{Entry, Lookup, MemoryStore};
 use crate::metrics::{Metrics, Op};
@@ -98,6 +98,11 @@ impl fmt::Debug for Cache {
 }
 
 static MEMORY_FROM_ENV_LOGGED: AtomicBool = AtomicBool::new(false);
+
+tokio::task_local! {
+    /// The keys the current task is loading, as (cache id, key).
+    static LEADING: Vec<(usize, String)>;
+}
 
 impl Cache {
     /// An in-process cache with the default settings (10,000 entries, namespace `cache`).
@@ -249,17 +254,8 @@ impl Cache {
     #[tracing::instrument(name = "cache.get", level = "debug", skip_all, fields(key = %key.as_ref()))]
     pub async fn get<T: Cacheable>(&self, key: impl AsRef<str>) -> Result<Option<T>> {
         let key = key.as_ref();
-        let inner = &*self.inner;
-        match &inner.store {
-            Store::Memory(memory) => Ok(self.count(memory.get::<T>(key))),
-            Store::Remote(remote) => {
-                let full = inner.full_key(key);
-                let bytes = self
-                    .call(remote, Op::Get, remote.backend.get(&full))
-                    .await?;
-                Ok(self.decode(key, bytes.as_deref()))
-            }
-        }
+        let found = self.lookup::<T>(key).await?;
+        Ok(self.count(key, found))
     }
 
     /// Stores `value` under `key` for `ttl` (a [`Duration`], or a [`Ttl`]).
@@ -377,7 +373,7 @@ impl Cache {
         match &inner.store {
             Store::Memory(memory) => Ok(keys
                 .iter()
-                .map(|k| self.count(memory.get::<T>(k.as_ref())))
+                .map(|k| self.count(k.as_ref(), memory.get::<T>(k.as_ref())))
                 .collect()),
             Store::Remote(remote) => {
                 let full: Vec<String> = keys.iter().map(|k| inner.full_key(k.as_ref())).collect();
@@ -387,7 +383,7 @@ impl Cache {
                 Ok(keys
                     .iter()
                     .zip(found)
-                    .map(|(k, bytes)| self.decode(k.as_ref(), bytes.as_deref()))
+                    .map(|(k, bytes)| self.count(k.as_ref(), self.decode(bytes.as_deref())))
                     .collect())
             }
         }
@@ -504,120 +500,163 @@ impl Cache {
         let ttl = match ttl.into().resolve(self.inner.default_ttl) {
             Ok(ttl) => Some(ttl),
             Err(err) => {
-                tracing::warn!(error = %err, "read-through with an invalid TTL: the value is loaded but not stored");
+                self.absorb(
+                    "read-through with an invalid TTL: loading without storing",
+                    &err,
+                );
                 None
             }
         };
-        if let Some(value) = self.read_through_get::<T>(key).await {
-            return Ok(value);
+        // A loader that asks for its own key (directly, or through another cached function with
+        // the same key) would otherwise wait for itself.
+        if self.is_leading(key) {
+            return self.unshared(loader).await;
         }
+        // After one failed backend call, skip the others (re-check, store): a slow backend must
+        // cost a request one timeout, not three.
+        let mut backend_up = match self.lookup::<T>(key).await {
+            Ok(found) => match self.count(key, found) {
+                Some(value) => return Ok(value),
+                None => true,
+            },
+            Err(err) => {
+                self.absorb("cache read failed, serving from the loader", &err);
+                !err.is_unavailable()
+            }
+        };
         loop {
             match self.inner.flights.join(key) {
                 Role::Leader(leader) => {
-                    // A flight for this key may have finished between our miss and our joining.
-                    if let Some(value) = self.read_through_get::<T>(key).await {
-                        leader.finish(Ok(Arc::new(value.clone())));
-                        return Ok(value);
+                    if backend_up {
+                        // A flight for this key may have finished between our miss and our
+                        // joining: look again (uncounted: this request already counted a miss).
+                        match self.lookup::<T>(key).await {
+                            Ok(Lookup::Hit(value)) => {
+                                leader.publish(Ok(Arc::new(value.clone())));
+                                return Ok(value);
+                            }
+                            Ok(_) => {}
+                            Err(err) => {
+                                self.absorb("cache read failed, serving from the loader", &err);
+                                backend_up = !err.is_unavailable();
+                            }
+                        }
                     }
                     self.inner.metrics.loader_runs.increment(1);
-                    let result = loader().await;
+                    let result = self.lead(key, loader).await;
                     match &result {
                         Ok(value) => {
-                            if let Some(ttl) = ttl {
+                            // Waiters get the value now, not after the store below.
+                            leader.publish(Ok(Arc::new(value.clone())));
+                            if let (true, Some(ttl)) = (backend_up, ttl) {
                                 self.read_through_set(key, value, ttl).await;
                             }
-                            leader.finish(Ok(Arc::new(value.clone())));
                         }
-                        Err(err) => leader.finish(Err(Arc::new(err.clone()))),
+                        Err(err) => leader.publish(Err(Arc::new(err.clone()))),
                     }
                     return result;
                 }
                 Role::Follower(rx) => match flight::wait(rx).await {
                     // The leader was cancelled: elect a new one.
                     None => {}
-                    Some(Ok(value)) => {
-                        if let Some(value) = value.downcast_ref::<T>() {
-                            return Ok(value.clone());
-                        }
+                    Some(Ok(value)) => match value.downcast_ref::<T>() {
+                        Some(value) => return Ok(value.clone()),
                         // Another type is being loaded under this key: load our own, unshared.
-                        self.inner.metrics.loader_runs.increment(1);
-                        return loader().await;
-                    }
-                    Some(Err(err)) => {
-                        if let Some(err) = err.downcast_ref::<E>() {
-                            return Err(err.clone());
-                        }
-                        self.inner.metrics.loader_runs.increment(1);
-                        return loader().await;
-                    }
+                        None => return self.unshared(loader).await,
+                    },
+                    Some(Err(err)) => match err.downcast_ref::<E>() {
+                        Some(err) => return Err(err.clone()),
+                        None => return self.unshared(loader).await,
+                    },
                 },
             }
         }
     }
 
-    async fn read_through_get<T: Cacheable>(&self, key: &str) -> Option<T> {
-        match self.get::<T>(key).await {
-            Ok(found) => found,
-            Err(err) => {
-                self.absorb(Op::Get, &err);
-                None
-            }
-        }
+    /// Identifies this cache (and its clones) among the keys a task is loading.
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.inner).cast::<()>() as usize
+    }
+
+    fn is_leading(&self, key: &str) -> bool {
+        let id = self.id();
+        LEADING
+            .try_with(|leading| leading.iter().any(|(cache, k)| *cache == id && k == key))
+            .unwrap_or(false)
+    }
+
+    /// Runs the loader with its key recorded as being loaded by the current task.
+    async fn lead<Fut: Future>(&self, key: &str, loader: impl FnOnce() -> Fut) -> Fut::Output {
+        let mut leading = LEADING.try_with(Clone::clone).unwrap_or_default();
+        leading.push((self.id(), key.to_owned()));
+        LEADING.scope(leading, loader()).await
+    }
+
+    /// Runs the loader outside single-flight, storing nothing.
+    async fn unshared<Fut: Future>(&self, loader: impl FnOnce() -> Fut) -> Fut::Output {
+        self.inner.metrics.loader_runs.increment(1);
+        loader().await
     }
 
     async fn read_through_set<T: Cacheable>(&self, key: &str, value: &T, ttl: Option<Duration>) {
         let ttl = ttl.map_or(Ttl::Never, Ttl::After);
         if let Err(err) = self.set(key, value, ttl).await {
-            self.absorb(Op::Set, &err);
+            self.absorb("cache unavailable, the loaded value is not stored", &err);
         }
     }
 
-    /// Logs a failure the read-through path swallowed (it is already counted).
-    fn absorb(&self, op: Op, err: &Error) {
+    /// Logs a failure the read-through path swallowed (it is already counted), at warn at most
+    /// once per interval.
+    fn absorb(&self, what: &'static str, err: &Error) {
         if self.inner.warn.allow() {
-            tracing::warn!(op = op.as_str(), error = %err, "cache unavailable, serving from the loader");
+            tracing::warn!(error = %err, "{what}");
         } else {
-            tracing::debug!(op = op.as_str(), error = %err, "cache unavailable, serving from the loader");
+            tracing::debug!(error = %err, "{what}");
         }
     }
 
-    fn count<T>(&self, lookup: Lookup<T>) -> Option<T> {
+    /// Reads `key` without counting it.
+    async fn lookup<T: Cacheable>(&self, key: &str) -> Result<Lookup<T>> {
+        let inner = &*self.inner;
+        match &inner.store {
+            Store::Memory(memory) => Ok(memory.get::<T>(key)),
+            Store::Remote(remote) => {
+                let full = inner.full_key(key);
+                let bytes = self
+                    .call(remote, Op::Get, remote.backend.get(&full))
+                    .await?;
+                Ok(self.decode(bytes.as_deref()))
+            }
+        }
+    }
+
+    fn decode<T: Cacheable>(&self, bytes: Option<&[u8]>) -> Lookup<T> {
+        match bytes.map(|bytes| envelope::decode::<T>(self.inner.codec, bytes)) {
+            None => Lookup::Miss,
+            Some(Ok(value)) => Lookup::Hit(value),
+            Some(Err(stale)) => Lookup::Stale(stale.as_str()),
+        }
+    }
+
+    /// Counts what a read found and turns it into what the caller sees.
+    fn count<T>(&self, key: &str, lookup: Lookup<T>) -> Option<T> {
         let metrics = &self.inner.metrics;
-        match lookup {
+        let reason = match lookup {
             Lookup::Hit(value) => {
                 metrics.hits.increment(1);
-                Some(value)
+                return Some(value);
             }
             Lookup::Miss => {
                 metrics.misses.increment(1);
-                None
+                return None;
             }
-            Lookup::OtherType => {
-                metrics.stale("other_type");
-                metrics.misses.increment(1);
-                None
-            }
-        }
-    }
-
-    fn decode<T: Cacheable>(&self, key: &str, bytes: Option<&[u8]>) -> Option<T> {
-        let lookup = match bytes {
-            None => Lookup::Miss,
-            Some(bytes) => match envelope::decode::<T>(self.inner.codec, bytes) {
-                Ok(value) => Lookup::Hit(value),
-                Err(stale) => {
-                    tracing::debug!(
-                        key,
-                        reason = stale.as_str(),
-                        "stored value does not decode: a miss"
-                    );
-                    self.inner.metrics.stale(stale.as_str());
-                    self.inner.metrics.misses.increment(1);
-                    return None;
-                }
-            },
+            Lookup::OtherType => "other_type",
+            Lookup::Stale(reason) => reason,
         };
-        self.count(lookup)
+        tracing::debug!(key, reason, "stored value is unusable: a miss");
+        metrics.stale(reason);
+        metrics.misses.increment(1);
+        None
     }
 
     async fn call<T>(
@@ -630,6 +669,7 @@ impl Cache {
     }
 
     /// Runs one backend operation under the failure policy: breaker, timeout, metrics.
+    /// `timeout: None` is for operations that bound their own steps (`delete_pattern`).
     async fn guarded<T>(
         &self,
         remote: &Remote,
@@ -638,12 +678,11 @@ impl Cache {
         fut: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let metrics = &self.inner.metrics;
-        let permit = remote.breaker.permit();
-        if permit == Permit::Skip {
+        let Some(attempt) = remote.breaker.attempt(timeout.is_some()) else {
             let err = Error::circuit_open(op.as_str());
             metrics.error(op, err.kind());
             return Err(err);
-        }
+        };
         let started = Instant::now();
         let result = match timeout {
             Some(limit) => tokio::time::timeout(limit, fut)
@@ -653,14 +692,14 @@ impl Cache {
         };
         metrics.latency(op).record(started.elapsed());
         match &result {
-            Ok(_) => remote.breaker.on_success(permit),
+            Ok(_) => attempt.succeeded(),
             Err(err) => {
                 metrics.error(op, err.kind());
                 if err.is_unavailable() {
-                    remote.breaker.on_failure(permit);
+                    attempt.failed();
                 } else {
                     // The backend answered; only its answer was unusable.
-                    remote.breaker.on_success(permit);
+                    attempt.succeeded();
                 }
             }
         }

@@ -23,8 +23,12 @@ pub enum ErrorKind {
     Config,
     /// The backend could not be reached when the cache was built.
     Connect,
-    /// The backend answered with an error or the connection broke mid-operation.
+    /// The backend could not be reached or the connection broke mid-operation; also a server
+    /// that says it cannot serve now (loading, cluster down, busy).
     Backend,
+    /// The backend answered, refusing the command (a wrong type under the key, an ACL denial):
+    /// the backend is up, so this does not count towards the circuit breaker.
+    Rejected,
     /// The backend did not answer within the operation timeout.
     Timeout,
     /// The circuit breaker is open after repeated failures: the backend is skipped for a cool-down.
@@ -43,6 +47,7 @@ impl ErrorKind {
             Self::Config => "config",
             Self::Connect => "connect",
             Self::Backend => "backend",
+            Self::Rejected => "rejected",
             Self::Timeout => "timeout",
             Self::CircuitOpen => "circuit_open",
             Self::Codec => "codec",
@@ -141,8 +146,8 @@ impl Error {
         self.kind == ErrorKind::CircuitOpen
     }
 
-    /// True for backend trouble of any sort: an error reply, a broken or refused connection, a
-    /// timeout or an open breaker. These are the errors the read-through paths absorb.
+    /// True when the backend is unavailable: a broken or refused connection, a timeout, an open
+    /// breaker. These count towards the circuit breaker.
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
         matches!(
@@ -195,13 +200,27 @@ impl std::error::Error for Error {
 
 impl From<redis::RedisError> for Error {
     fn from(err: redis::RedisError) -> Self {
-        let kind = if err.is_timeout() {
-            ErrorKind::Timeout
+        use redis::{ErrorKind as K, ServerErrorKind as S};
+        let unavailable = err.is_io_error()
+            || err.is_connection_refusal()
+            || err.is_connection_dropped()
+            || err.is_unrecoverable_error()
+            || matches!(
+                err.kind(),
+                K::Server(
+                    S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly
+                ) | K::ClusterConnectionNotFound
+            )
+            || err.code() == Some("BUSY");
+        let (kind, message) = if err.is_timeout() {
+            (ErrorKind::Timeout, "redis did not answer in time")
+        } else if unavailable {
+            (ErrorKind::Backend, "redis is unavailable")
         } else {
-            ErrorKind::Backend
+            (ErrorKind::Rejected, "redis refused the command")
         };
         // RedisError's Display never includes the connection password.
-        Self::new(kind, "redis operation failed").with_source(err)
+        Self::new(kind, message).with_source(err)
     }
 }
 

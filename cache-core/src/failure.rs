@@ -68,6 +68,24 @@ impl Breaker {
         }
     }
 
+    /// Starts one backend call, or `None` when the breaker says to skip the backend.
+    /// `bounded`: the call has a timeout; only such calls may be the half-open probe, so that a
+    /// long scan cannot hold the probe while every other call is skipped.
+    pub(crate) fn attempt(&self, bounded: bool) -> Option<Attempt<'_>> {
+        match self.permit() {
+            Permit::Skip => None,
+            Permit::Probe if !bounded => {
+                self.probing.store(false, Ordering::Release);
+                None
+            }
+            permit => Some(Attempt {
+                breaker: self,
+                permit,
+                resolved: false,
+            }),
+        }
+    }
+
     pub(crate) fn is_open(&self) -> bool {
         self.open_until.load(Ordering::Acquire) != 0
     }
@@ -108,6 +126,36 @@ impl Breaker {
                 cool_down = ?self.cool_down,
                 "cache backend keeps failing: circuit breaker open, skipping it for the cool-down"
             );
+        }
+    }
+}
+
+/// One call the breaker let through. Resolve it with [`Attempt::succeeded`] or
+/// [`Attempt::failed`]; dropped unresolved (the caller's future was cancelled), it gives the
+/// probe back so that the next call can probe, instead of leaving the breaker half-open forever.
+#[derive(Debug)]
+pub(crate) struct Attempt<'a> {
+    breaker: &'a Breaker,
+    permit: Permit,
+    resolved: bool,
+}
+
+impl Attempt<'_> {
+    pub(crate) fn succeeded(mut self) {
+        self.resolved = true;
+        self.breaker.on_success(self.permit);
+    }
+
+    pub(crate) fn failed(mut self) {
+        self.resolved = true;
+        self.breaker.on_failure(self.permit);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.resolved && self.permit == Permit::Probe {
+            self.breaker.probing.store(false, Ordering::Release);
         }
     }
 }
@@ -194,6 +242,34 @@ mod tests {
         b.on_success(Permit::Probe);
         assert!(!b.is_open());
         assert_eq!(b.permit(), Permit::Call);
+    }
+
+    #[test]
+    fn a_cancelled_probe_is_given_back() {
+        let b = breaker(1, Duration::ZERO);
+        b.on_failure(Permit::Call);
+        let probe = b.attempt(true);
+        assert!(probe.is_some());
+        assert!(b.attempt(true).is_none(), "one probe at a time");
+        drop(probe); // the probing request was cancelled
+        let next = b.attempt(true);
+        assert!(next.is_some(), "the next call probes");
+        next.into_iter().for_each(Attempt::succeeded);
+        assert!(!b.is_open());
+    }
+
+    #[test]
+    fn unbounded_calls_never_take_the_probe() {
+        let b = breaker(1, Duration::ZERO);
+        b.on_failure(Permit::Call);
+        assert!(
+            b.attempt(false).is_none(),
+            "a scan is skipped while half-open"
+        );
+        assert!(
+            b.attempt(true).is_some(),
+            "and leaves the probe to a bounded call"
+        );
     }
 
     #[test]

@@ -38,7 +38,6 @@ impl Flights {
             flights: self,
             key: key.to_owned(),
             slot,
-            done: false,
         })
     }
 
@@ -64,30 +63,25 @@ impl Flights {
     }
 }
 
-/// The one caller running the loader for a key. Dropped without [`Leader::finish`] (its future
-/// was cancelled), it leaves the flight, and the waiters elect a new leader.
+/// The one caller running the loader for a key. The flight ends when it is dropped: waiters
+/// still without an outcome then (the leader's future was cancelled) elect a new leader.
 pub(crate) struct Leader<'a> {
     flights: &'a Flights,
     key: String,
     slot: Arc<Slot>,
-    done: bool,
 }
 
 impl Leader<'_> {
-    /// Hands the outcome to every waiter and ends the flight.
-    pub(crate) fn finish(mut self, outcome: Outcome) {
+    /// Hands the outcome to every waiter, and to any that join until the leader is dropped.
+    pub(crate) fn publish(&self, outcome: Outcome) {
         self.slot.send_replace(Some(outcome));
-        self.flights.remove(&self.key, &self.slot);
-        self.done = true;
     }
 }
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        if !self.done {
-            self.flights.remove(&self.key, &self.slot);
-            // Dropping the last sender wakes the waiters with a closed channel.
-        }
+        self.flights.remove(&self.key, &self.slot);
+        // Dropping the last sender wakes waiters still without an outcome: the channel closes.
     }
 }
 
@@ -112,7 +106,8 @@ mod tests {
         let Role::Follower(rx) = flights.join("k") else {
             panic!("second caller follows")
         };
-        leader.finish(Ok(Arc::new(5_u32)));
+        leader.publish(Ok(Arc::new(5_u32)));
+        drop(leader);
         let got = wait(rx)
             .await
             .and_then(|o| o.ok())

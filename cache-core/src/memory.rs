@@ -82,6 +82,8 @@ pub(crate) enum Lookup<T> {
     Miss,
     /// A value is there, of another type.
     OtherType,
+    /// Bytes are there that do not decode (remote backends only): the reason.
+    Stale(&'static str),
 }
 
 pub(crate) struct MemoryStore {

@@ -17,6 +17,8 @@
 
 use ::metrics::{Counter, Gauge, Histogram, Label, counter, gauge, histogram};
 
+use crate::ErrorKind;
+
 /// `cache_hits_total`
 pub const HITS: &str = "cache_hits_total";
 /// `cache_misses_total`
@@ -78,7 +80,21 @@ pub(crate) struct Metrics {
     pub(crate) misses: Counter,
     pub(crate) loader_runs: Counter,
     latency: [Histogram; Op::ALL.len()],
+    /// By op, then by error kind: registered up front, since an outage makes errors frequent.
+    errors: [[Counter; ERROR_KINDS.len()]; Op::ALL.len()],
+    timeouts: [Counter; Op::ALL.len()],
 }
+
+const ERROR_KINDS: [ErrorKind; 8] = [
+    ErrorKind::Config,
+    ErrorKind::Connect,
+    ErrorKind::Backend,
+    ErrorKind::Rejected,
+    ErrorKind::Timeout,
+    ErrorKind::CircuitOpen,
+    ErrorKind::Codec,
+    ErrorKind::InvalidInput,
+];
 
 impl Metrics {
     pub(crate) fn new(namespace: &str, backend: &'static str) -> Self {
@@ -86,13 +102,16 @@ impl Metrics {
             Label::new("namespace", namespace.to_owned()),
             Label::new("backend", backend),
         ];
-        let latency =
-            Op::ALL.map(|op| histogram!(OPERATION_SECONDS, with(&labels, "op", op.as_str())));
+        let by_op = |op: Op| with(&labels, "op", op.as_str());
         Self {
             hits: counter!(HITS, labels.clone()),
             misses: counter!(MISSES, labels.clone()),
             loader_runs: counter!(LOADER_RUNS, labels.clone()),
-            latency,
+            latency: Op::ALL.map(|op| histogram!(OPERATION_SECONDS, by_op(op))),
+            errors: Op::ALL.map(|op| {
+                ERROR_KINDS.map(|kind| counter!(ERRORS, with(&by_op(op), "kind", kind.as_str())))
+            }),
+            timeouts: Op::ALL.map(|op| counter!(TIMEOUTS, by_op(op))),
             labels,
         }
     }
@@ -105,20 +124,17 @@ impl Metrics {
         &self.latency[op as usize]
     }
 
-    /// Rare events register on the spot: their labels vary and they are off the hit path.
+    /// Stale reads register on the spot: their reasons vary and they are off the hit path.
     pub(crate) fn stale(&self, reason: &'static str) {
         counter!(STALE, with(&self.labels, "reason", reason)).increment(1);
     }
 
-    pub(crate) fn error(&self, op: Op, kind: crate::ErrorKind) {
-        let labels = with(
-            &with(&self.labels, "op", op.as_str()),
-            "kind",
-            kind.as_str(),
-        );
-        counter!(ERRORS, labels).increment(1);
-        if kind == crate::ErrorKind::Timeout {
-            counter!(TIMEOUTS, with(&self.labels, "op", op.as_str())).increment(1);
+    pub(crate) fn error(&self, op: Op, kind: ErrorKind) {
+        if let Some(i) = ERROR_KINDS.iter().position(|k| *k == kind) {
+            self.errors[op as usize][i].increment(1);
+        }
+        if kind == ErrorKind::Timeout {
+            self.timeouts[op as usize].increment(1);
         }
     }
 }

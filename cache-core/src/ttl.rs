@@ -26,7 +26,8 @@ pub enum Ttl {
     /// without one, the value does not expire.
     #[default]
     Default,
-    /// Expire after this long. Zero is rejected as invalid input.
+    /// Expire after this long. Zero is rejected as invalid input; a century or more counts as
+    /// [`Ttl::Never`] (Redis cannot represent the instant).
     After(Duration),
     /// Never expire (the value can still be deleted, or evicted under memory pressure).
     Never,
@@ -52,10 +53,14 @@ impl Ttl {
             Self::After(d) if d.is_zero() => Err(Error::invalid_input(
                 "a TTL of zero would expire the value before anyone reads it; use a positive duration or Ttl::Never",
             )),
+            Self::After(d) if d >= CENTURY => Ok(None),
             Self::After(d) => Ok(Some(d)),
         }
     }
 }
+
+/// From this TTL on a value never expires.
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 impl From<Duration> for Ttl {
     fn from(d: Duration) -> Self {

@@ -25,7 +25,8 @@ pub(crate) fn parse(url: &str) -> Result<Target> {
     match scheme.to_ascii_lowercase().as_str() {
         "memory" if rest.is_empty() || rest == "/" => Ok(Target::Memory),
         "memory" => Err(Error::config(format!(
-            "CACHE_URL {url:?}: memory:// takes no host or path; {EXPECTED}"
+            "CACHE_URL {:?}: memory:// takes no host or path; {EXPECTED}",
+            redact(url)
         ))),
         "redis" | "rediss" if rest.is_empty() => Err(Error::config(format!(
             "CACHE_URL {:?}: missing host; {EXPECTED}",
@@ -45,21 +46,19 @@ pub(crate) fn parse(url: &str) -> Result<Target> {
 }
 
 /// The URL with the password part of its userinfo replaced by `***`.
+///
+/// The userinfo ends at the *last* `@`: a password may contain `/`, `@` or `:`.
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return match url.rfind('@') {
+            Some(_) => "<redacted URL>".to_owned(),
+            None => url.to_owned(),
+        };
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let masked = if userinfo.contains(':') || !user.is_empty() {
-                format!("{user}:***")
-            } else {
-                String::new()
-            };
-            format!("{scheme}://{masked}@{host}{path}")
+            format!("{scheme}://{user}:***@{host}")
         }
         None => url.to_owned(),
     }
@@ -97,6 +96,16 @@ mod tests {
         );
         assert_eq!(redact("redis://:s3cret@h:6379"), "redis://:***@h:6379");
         assert_eq!(redact("redis://h:6379/0"), "redis://h:6379/0");
+        assert_eq!(redact("redis://u:pa/ss@h:6379/0"), "redis://u:***@h:6379/0");
+        assert_eq!(redact("redis://u:p@ss:w/rd@h"), "redis://u:***@h");
+        assert!(!redact("redis//u:secret@h").contains("secret"));
+        assert!(
+            !parse("memory://u:secret@h")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("secret")
+        );
         assert!(
             !parse("bogus://u:s3cret@h")
                 .err()

@@ -52,6 +52,7 @@ on_every_backend!(
     loader_errors_are_shared_and_never_cached,
     a_cancelled_loader_hands_over_to_a_waiter,
     a_changed_struct_is_a_miss_and_gets_overwritten,
+    a_loader_that_reads_its_own_key_does_not_wait_for_itself,
 );
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -414,7 +415,7 @@ async fn a_cancelled_loader_hands_over_to_a_waiter(fx: &Fixture) {
         })
     };
     started_rx.await.unwrap();
-    let follower = {
+    let mut follower = {
         let cache = cache.clone();
         tokio::spawn(async move {
             cache
@@ -422,6 +423,11 @@ async fn a_cancelled_loader_hands_over_to_a_waiter(fx: &Fixture) {
                 .await
         })
     };
+    // The follower must be waiting on the leader before the leader goes away.
+    let parked = tokio::time::timeout(Duration::from_millis(200), &mut follower)
+        .await
+        .is_err();
+    assert!(parked, "the follower waits while the leader loads");
     leader.abort();
     assert_eq!(
         follower.await.unwrap(),
@@ -466,6 +472,29 @@ async fn a_changed_struct_is_a_miss_and_gets_overwritten(fx: &Fixture) {
         cache.get::<MealV2>("meal").await.unwrap(),
         Some(new),
         "and overwrites the old one"
+    );
+}
+
+async fn a_loader_that_reads_its_own_key_does_not_wait_for_itself(fx: &Fixture) {
+    let cache = fx.cache().await;
+    let inner_cache = cache.clone();
+    let value = tokio::time::timeout(
+        Duration::from_secs(10),
+        cache.get_or_insert_with("outer", MINUTE, || async move {
+            // e.g. one cached function calling another that uses the same key
+            inner_cache
+                .get_or_insert_with("outer", MINUTE, || async { 7_u8 })
+                .await
+                + 1
+        }),
+    )
+    .await
+    .expect("no self-deadlock");
+    assert_eq!(value, 8);
+    assert_eq!(
+        cache.get::<u8>("outer").await.unwrap(),
+        Some(8),
+        "the outer value is the one stored"
     );
 }
 

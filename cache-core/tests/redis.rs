@@ -225,6 +225,158 @@ async fn redis_killed_mid_test_read_through_keeps_answering_then_recovers_withou
     );
 }
 
+#[tokio::test]
+async fn a_refused_command_is_an_error_that_does_not_trip_the_breaker() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .url(server.url())
+        .circuit_breaker(2, MINUTE)
+        .build()
+        .await
+        .unwrap();
+    let () = redis::cmd("LPUSH")
+        .arg("cache:list")
+        .arg("x")
+        .query(&mut server.connection())
+        .unwrap();
+    for _ in 0..5 {
+        let err = cache.get::<u8>("list").await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
+    }
+    assert!(!cache.is_circuit_open(), "Redis answered: it is up");
+    assert_eq!(
+        cache
+            .get_or_insert_with("list", MINUTE, || async { 3_u8 })
+            .await,
+        3
+    );
+    assert_eq!(
+        cache.get::<u8>("list").await.unwrap(),
+        Some(3),
+        "the read-through replaced the list"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_probe_does_not_leave_the_breaker_stuck() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .url(server.url())
+        .operation_timeout(Duration::from_millis(300))
+        .circuit_breaker(1, Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    cache.set("k", &1_u8, MINUTE).await.unwrap();
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(5_000)
+        .arg("ALL")
+        .query(&mut server.connection())
+        .unwrap();
+    assert!(cache.get::<u8>("k").await.unwrap_err().is_timeout());
+    assert!(cache.is_circuit_open());
+    // After the cool-down, a probe goes out and its caller gives up on it.
+    let gave_up = eventually(Duration::from_secs(5), || async {
+        tokio::time::timeout(Duration::from_millis(50), cache.get::<u8>("k"))
+            .await
+            .is_err()
+    })
+    .await;
+    assert!(gave_up, "a probe was sent and abandoned");
+    let () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query(&mut server.connection())
+        .unwrap();
+    let recovered = eventually(Duration::from_secs(5), || async {
+        cache.get::<u8>("k").await.ok() == Some(Some(1))
+    })
+    .await;
+    assert!(recovered, "the next caller probes, and the breaker closes");
+}
+
+/// A decorator over the real Redis backend, counting the reads that pass through it.
+#[derive(Debug)]
+struct Counting {
+    inner: cache_core::backend::RedisBackend,
+    gets: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl cache_core::Backend for Counting {
+    async fn get(&self, key: &str) -> cache_core::Result<Option<Vec<u8>>> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn get_many(&self, keys: &[String]) -> cache_core::Result<Vec<Option<Vec<u8>>>> {
+        self.inner.get_many(keys).await
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> cache_core::Result<()> {
+        self.inner.set(key, value, ttl).await
+    }
+    async fn set_many(
+        &self,
+        entries: &[(String, Vec<u8>)],
+        ttl: Option<Duration>,
+    ) -> cache_core::Result<()> {
+        self.inner.set_many(entries, ttl).await
+    }
+    async fn delete(&self, key: &str) -> cache_core::Result<bool> {
+        self.inner.delete(key).await
+    }
+    async fn delete_pattern(&self, pattern: &str) -> cache_core::Result<u64> {
+        self.inner.delete_pattern(pattern).await
+    }
+    async fn ping(&self) -> cache_core::Result<()> {
+        self.inner.ping().await
+    }
+}
+
+async fn counting(server: &RedisServer, gets: &Arc<AtomicUsize>) -> Counting {
+    let second = Duration::from_secs(1);
+    let inner = cache_core::backend::RedisBackend::connect(&server.url(), 1, second, second)
+        .await
+        .unwrap();
+    Counting {
+        inner,
+        gets: Arc::clone(gets),
+    }
+}
+
+#[tokio::test]
+async fn a_cache_can_run_on_a_backend_of_your_own() {
+    let server = RedisServer::start();
+    let gets = Arc::new(AtomicUsize::new(0));
+    let cache = Cache::builder()
+        .backend(counting(&server, &gets).await)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(cache.backend_name(), "custom");
+    cache.set("k", &5_u32, MINUTE).await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(5));
+    assert_eq!(
+        gets.load(Ordering::SeqCst),
+        1,
+        "reads go through the decorator"
+    );
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg("cache:k")
+        .query(&mut server.connection())
+        .unwrap();
+    assert!(
+        !raw.is_empty(),
+        "stored in the real Redis, under the namespace"
+    );
+    let both = Cache::builder()
+        .url(server.url())
+        .backend(counting(&server, &gets).await);
+    assert!(
+        both.build().await.unwrap_err().is_config(),
+        "a URL and a backend: ambiguous"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_times_out_and_read_throughs_still_answer() {
     let server = RedisServer::start();

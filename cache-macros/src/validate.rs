@@ -231,12 +231,7 @@ fn template_steps(
             c => literal.push(c),
         }
     }
-    attr::check_literal_text(
-        template,
-        &text.replace(['{', '}'], ""),
-        "key",
-        errors,
-    );
+    attr::check_literal_text(template, &text.replace(['{', '}'], ""), "key", errors);
     if !literal.is_empty() {
         steps.push(KeyStep::Text(literal));
     }

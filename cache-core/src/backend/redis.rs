@@ -28,7 +28,8 @@ const SCAN_BATCH: usize = 1_000;
 /// Redis through a few shared, multiplexed, self-reconnecting connections.
 ///
 /// Usually built for you by [`Cache::connect`](crate::Cache::connect); build one directly to wrap
-/// it in your own [`Backend`](super::Backend) decorator.
+/// it in your own [`Backend`](super::Backend) decorator, given to
+/// [`CacheBuilder::backend`](crate::CacheBuilder::backend).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -57,8 +58,9 @@ impl fmt::Debug for RedisBackend {
 impl RedisBackend {
     /// Connects `connections` multiplexed connections to the server at `url`.
     ///
-    /// `connect_timeout` bounds each connection attempt; `op_timeout` bounds each command's reply
-    /// (the [`Cache`](crate::Cache) applies its own timeout around whole operations as well).
+    /// `connect_timeout` bounds each connection attempt; `op_timeout` bounds each batch of
+    /// [`delete_pattern`](super::Backend::delete_pattern). Other operations are bounded by the
+    /// [`Cache`](crate::Cache), which times every call it makes.
     ///
     /// # Errors
     /// [`ErrorKind::Config`] for a URL the `redis` crate rejects, [`ErrorKind::Connect`] naming
@@ -138,6 +140,10 @@ fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
 
 #[async_trait]
 impl super::Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let mut conn = self.connection();
         Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
