@@ -34,6 +34,10 @@
 //! - [`Key`], [`key!`] and [`KeyPart`]: keys from untrusted parts, escaped.
 //! - [`Backend`]: the remote tier's trait (bytes in, bytes out), implemented for Redis.
 //! - [`metrics`]: the metric names.
+//! - [`cache_result`]: `#[cache_result(expire = 1800, key_prefix = "user_stats")]` on an async
+//!   function, method or web handler (feature `macros`).
+//! - [`install_global`] / [`global`]: the process-wide cache of `#[cache_result]` functions
+//!   given no `cache = ..`.
 //!
 //! # Failure policy
 //!
@@ -47,7 +51,11 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
+//! | `macros` | yes | [`cache_result`], re-exported from `cache-macros` |
 //! | `tls` | no | `rediss://` URLs (Redis over TLS, rustls with the ring provider) |
+//! | `uuid`, `chrono`, `time` | no | [`KeyPart`] for those crates' ids, dates and times |
+//! | `axum` | no | [`KeyPart`] for axum's `Path` and `Query` extractors |
+//! | `actix` | no | [`KeyPart`] for actix-web's `web::Path` and `web::Query` |
 
 pub mod backend;
 mod builder;

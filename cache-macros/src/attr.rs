@@ -13,7 +13,8 @@ use crate::Errors;
 pub(crate) enum Expire {
     /// A positive integer literal, checked here.
     Seconds(u64),
-    /// Any other expression: evaluated in a `const` block, which checks it at compile time.
+    /// Any other expression: a const expression of type `u64`, checked to be positive at
+    /// compile time. It cannot name `Self` or generic parameters (use a module-level const).
     Const(Box<Expr>),
 }
 

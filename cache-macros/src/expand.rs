@@ -87,13 +87,21 @@ fn expand(plan: Plan) -> TokenStream {
     };
     let expire = match expire {
         Some(Expire::Seconds(secs)) => quote!(::core::option::Option::Some(#secs)),
-        Some(Expire::Const(expr)) => quote! {
-            ::core::option::Option::Some(const {
-                let secs: u64 = #expr;
-                ::core::assert!(secs > 0, "#[cache_result]: expire must be a positive number of seconds");
-                secs
-            })
-        },
+        // An item const is checked even if the function is never called; an inline `const {}`
+        // would only be checked where the function is compiled to code.
+        Some(Expire::Const(expr)) => {
+            let check = quote_spanned! {expr.span()=>
+                const _: () = ::core::assert!(
+                    __CACHE_RESULT_EXPIRE > 0,
+                    "#[cache_result]: expire must be a positive number of seconds"
+                );
+            };
+            quote! {{
+                const __CACHE_RESULT_EXPIRE: u64 = #expr;
+                #check
+                ::core::option::Option::Some(__CACHE_RESULT_EXPIRE)
+            }}
+        }
         None => quote!(::core::option::Option::None),
     };
 
@@ -126,9 +134,15 @@ fn expand(plan: Plan) -> TokenStream {
             quote!((#rewrap)(#private::infallible(__result))),
         ),
     };
-    // Spanned at the return type: a value that cannot be cached, or an error that cannot be
-    // shared, is reported there.
-    let read_through = quote_spanned!(ty.span()=> #private::read_through);
+    // The whole call is spanned at the return type: a value that cannot be cached, or an error
+    // that cannot be shared, is reported there rather than on the attribute.
+    let read_through = quote_spanned! {ty.span()=>
+        let __result = ::cache_core::__private::read_through(#cache_ref, __cache_result_key, #expire, move || async move {
+            let __ret: #ty = #block;
+            #loader_tail
+        })
+        .await;
+    };
 
     quote! {
         #(#attrs)*
@@ -136,11 +150,7 @@ fn expand(plan: Plan) -> TokenStream {
             let mut __cache_result_key = #start;
             #(#steps)*
             #cache_binding
-            let __result = #read_through(#cache_ref, __cache_result_key, #expire, move || async move {
-                let __ret: #ty = #block;
-                #loader_tail
-            })
-            .await;
+            #read_through
             #finish
         }
     }

@@ -1,6 +1,6 @@
 //! Checking the options against the function, and deciding what to generate: the [`Plan`].
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{ToTokens, quote_spanned};
 use syn::{
     FnArg, GenericArgument, Ident, ItemFn, LitStr, Pat, PathArguments, ReturnType, Type, TypePath,
@@ -110,7 +110,7 @@ pub(crate) fn plan(options: Options, item: ItemFn, errors: &mut Errors) -> Optio
         None => Prefix::Module(name),
     };
 
-    let mut output = output(&sig.output, errors)?;
+    let mut output = output(sig, errors)?;
     if let Some(span) = options.cache_none {
         match &mut output.kind {
             Kind::Option { cache_none } => *cache_none = true,
@@ -304,11 +304,11 @@ fn hole_expr(
     Some(quote_spanned!(span=> #root #(.#fields)*))
 }
 
-fn output(ret: &ReturnType, errors: &mut Errors) -> Option<Output> {
-    let ty = match ret {
+fn output(sig: &syn::Signature, errors: &mut Errors) -> Option<Output> {
+    let ty = match &sig.output {
         ReturnType::Default => {
-            errors.push(syn::Error::new(
-                Span::call_site(),
+            errors.push(syn::Error::new_spanned(
+                &sig.ident,
                 "#[cache_result] on a function that returns nothing: there is nothing to cache",
             ));
             return None;
