@@ -58,7 +58,10 @@ impl Key {
 
     /// A key beginning with text the caller vouches for (no glob metacharacter from input).
     pub(crate) fn raw(text: &str) -> Self {
-        Self(text.to_owned())
+        // Room for a few parts, so that pushing them does not reallocate.
+        let mut key = String::with_capacity(text.len() + 32);
+        key.push_str(text);
+        Self(key)
     }
 
     /// Appends an escaped part with no separator.

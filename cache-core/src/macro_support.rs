@@ -33,9 +33,16 @@ pub fn append_raw(key: &mut Key, text: &'static str) {
     key.append_raw(text);
 }
 
-/// The cache named by `cache = ..`: a `Cache`, a reference to one or an `Arc` of one.
+/// The cache named by `cache = ..` (a `Cache`, a reference to one or an `Arc` of one), owned:
+/// for when the argument it comes from moves into the function body.
 pub fn cache_of<C: AsRef<Cache> + ?Sized>(cache: &C) -> Cache {
     cache.as_ref().clone()
+}
+
+/// The cache named by `cache = ..`, borrowed: for when it is reached through a reference
+/// argument (`&self`, `cache: &Cache`), which the body only copies.
+pub fn cache_ref<C: AsRef<Cache> + ?Sized>(cache: &C) -> &Cache {
+    cache.as_ref()
 }
 
 /// What a cached function returns, once unwrapped from `Result`, `Option` or `Json`.

@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 
 use crate::Errors;
 use crate::attr::Expire;
-use crate::validate::{KeyStep, Kind, Plan, Prefix};
+use crate::validate::{CacheSource, KeyStep, Kind, Plan, Prefix};
 
 /// Parses, validates and expands; on any problem, the function unchanged plus every error.
 pub(crate) fn cache_result(attr: TokenStream, item: TokenStream) -> TokenStream {
@@ -76,7 +76,17 @@ fn expand(plan: Plan) -> TokenStream {
     });
 
     let (cache_binding, cache_ref) = match cache {
-        Some(expr) => (
+        Some(CacheSource {
+            expr,
+            borrowed: true,
+        }) => (
+            quote!(let __cache_result_cache = #private::cache_ref(&(#expr));),
+            quote!(__cache_result_cache),
+        ),
+        Some(CacheSource {
+            expr,
+            borrowed: false,
+        }) => (
             quote!(let __cache_result_cache = #private::cache_of(&(#expr));),
             quote!(&__cache_result_cache),
         ),

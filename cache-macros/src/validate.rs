@@ -14,9 +14,16 @@ pub(crate) struct Plan {
     pub(crate) item: ItemFn,
     pub(crate) prefix: Prefix,
     pub(crate) key: Vec<KeyStep>,
-    pub(crate) cache: Option<syn::Expr>,
+    pub(crate) cache: Option<CacheSource>,
     pub(crate) expire: Option<Expire>,
     pub(crate) output: Output,
+}
+
+/// Where the cache comes from: `cache = ..`, borrowed when it is reached through a reference
+/// argument (the body then only copies the reference), cloned otherwise.
+pub(crate) struct CacheSource {
+    pub(crate) expr: syn::Expr,
+    pub(crate) borrowed: bool,
 }
 
 /// How a key begins.
@@ -120,11 +127,17 @@ pub(crate) fn plan(options: Options, item: ItemFn, errors: &mut Errors) -> Optio
             )),
         }
     }
+    let cache = options.cache.map(|expr| {
+        let borrowed = cache_root
+            .as_ref()
+            .is_some_and(|root| is_reference_argument(&item, root));
+        CacheSource { expr, borrowed }
+    });
     Some(Plan {
         item,
         prefix,
         key,
-        cache: options.cache,
+        cache,
         expire: options.expire,
         output,
     })
@@ -141,6 +154,17 @@ fn root_ident(expr: &syn::Expr) -> Option<Ident> {
         syn::Expr::Unary(u) => root_ident(&u.expr),
         _ => None,
     }
+}
+
+/// True when `name` is `self` taken by reference, or an argument `name: &T`.
+fn is_reference_argument(item: &ItemFn, name: &Ident) -> bool {
+    item.sig.inputs.iter().any(|arg| match arg {
+        FnArg::Receiver(receiver) => name == "self" && receiver.reference.is_some(),
+        FnArg::Typed(typed) => {
+            matches!(&*typed.ty, Type::Reference(_))
+                && matches!(&*typed.pat, Pat::Ident(p) if p.ident == *name && p.subpat.is_none())
+        }
+    })
 }
 
 /// Every identifier the arguments bind, in order, `self` excluded.
