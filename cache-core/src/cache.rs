@@ -1,5 +1,6 @@
 //! [`Cache`], the handle every caller uses: typed operations over the memory or Redis backend.
 
+use std::any::Any;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -16,7 +17,7 @@ use crate::codec::CodecKind;
 use crate::envelope;
 use crate::error::{Error, Result};
 use crate::failure::{Breaker, WarnLimiter};
-use crate::flight::{self, Flights, Role};
+use crate::flight::{Flight, SingleFlight};
 use crate::memory::{Entry, Lookup, MemoryStore};
 use crate::metrics::{Metrics, Op};
 use crate::pattern;
@@ -60,7 +61,7 @@ struct Inner {
     codec: CodecKind,
     default_ttl: Option<Duration>,
     store: Store,
-    flights: Flights,
+    flights: SingleFlight<Outcome>,
     metrics: Metrics,
     warn: WarnLimiter,
 }
@@ -98,6 +99,9 @@ impl fmt::Debug for Cache {
 }
 
 static MEMORY_FROM_ENV_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// A finished load, type-erased so one map serves every value type: `Ok(T)` or `Err(E)`.
+type Outcome = Result<Arc<dyn Any + Send + Sync>, Arc<dyn Any + Send + Sync>>;
 
 tokio::task_local! {
     /// The keys the current task is loading, as (cache id, key).
@@ -192,7 +196,7 @@ impl Cache {
             codec: config.codec,
             default_ttl: config.default_ttl,
             store,
-            flights: Flights::default(),
+            flights: SingleFlight::new(),
             metrics,
             warn: WarnLimiter::new(config.warn_interval),
         };
@@ -526,7 +530,7 @@ impl Cache {
         };
         loop {
             match self.inner.flights.join(key) {
-                Role::Leader(leader) => {
+                Flight::Leader(leader) => {
                     if backend_up {
                         // A flight for this key may have finished between our miss and our
                         // joining: look again (uncounted: this request already counted a miss).
@@ -556,7 +560,7 @@ impl Cache {
                     }
                     return result;
                 }
-                Role::Follower(rx) => match flight::wait(rx).await {
+                Flight::Follower(follower) => match follower.wait().await {
                     // The leader was cancelled: elect a new one.
                     None => {}
                     Some(Ok(value)) => match value.downcast_ref::<T>() {

@@ -1,96 +1,150 @@
-//! Single-flight: concurrent read-throughs of one key run the loader once and share its outcome.
+//! Single-flight: concurrent callers for one key elect one leader to do the work; the others
+//! wait and share its outcome.
+//!
+//! The cache's read-through uses it so that 1,000 concurrent misses run the loader once; the
+//! HTTP adapters use it so that concurrent misses for one URL make one request to the origin.
 
-use std::any::Any;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
-/// A finished load, type-erased so one map serves every value type: `Ok(T)` or `Err(E)`.
-pub(crate) type Outcome = Result<Arc<dyn Any + Send + Sync>, Arc<dyn Any + Send + Sync>>;
+type Slot<V> = watch::Sender<Option<V>>;
 
-type Slot = watch::Sender<Option<Outcome>>;
-
-/// The loads in progress, by key.
-#[derive(Debug, Default)]
-pub(crate) struct Flights {
-    in_progress: Mutex<HashMap<String, Arc<Slot>>>,
+/// The work in progress, by key.
+///
+/// ```
+/// use cache_core::{Flight, SingleFlight};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let flights = SingleFlight::<u32>::new();
+/// let Flight::Leader(leader) = flights.join("report:7") else { unreachable!() };
+/// let Flight::Follower(follower) = flights.join("report:7") else { unreachable!() };
+/// leader.publish(42);   // every waiter gets a clone
+/// drop(leader);         // the flight ends; the next join leads again
+/// assert_eq!(follower.wait().await, Some(42));
+/// # }
+/// ```
+pub struct SingleFlight<V> {
+    in_progress: Mutex<HashMap<String, Arc<Slot<V>>>>,
 }
 
-/// What a caller does for a key: load it, or wait for whoever is.
-pub(crate) enum Role<'a> {
-    Leader(Leader<'a>),
-    Follower(watch::Receiver<Option<Outcome>>),
+impl<V> fmt::Debug for SingleFlight<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self
+            .in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        f.debug_struct("SingleFlight")
+            .field("in_progress", &n)
+            .finish()
+    }
 }
 
-impl Flights {
-    pub(crate) fn join(&self, key: &str) -> Role<'_> {
+impl<V> Default for SingleFlight<V> {
+    fn default() -> Self {
+        Self {
+            in_progress: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// What a caller does for a key: do the work, or wait for whoever is.
+#[derive(Debug)]
+pub enum Flight<'a, V> {
+    /// The caller does the work and publishes its outcome.
+    Leader(Leader<'a, V>),
+    /// Someone else is doing it: wait for their outcome.
+    Follower(Follower<V>),
+}
+
+impl<V: Clone> SingleFlight<V> {
+    /// No work in progress.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Leads the work for `key`, or follows whoever already does.
+    pub fn join(&self, key: &str) -> Flight<'_, V> {
         let mut map = self
             .in_progress
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(slot) = map.get(key) {
-            return Role::Follower(slot.subscribe());
+            return Flight::Follower(Follower {
+                rx: slot.subscribe(),
+            });
         }
         let slot = Arc::new(watch::Sender::new(None));
         map.insert(key.to_owned(), Arc::clone(&slot));
-        Role::Leader(Leader {
+        Flight::Leader(Leader {
             flights: self,
             key: key.to_owned(),
             slot,
         })
     }
-
-    fn remove(&self, key: &str, slot: &Arc<Slot>) {
-        let mut map = self
-            .in_progress
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if map
-            .get(key)
-            .is_some_and(|current| Arc::ptr_eq(current, slot))
-        {
-            map.remove(key);
-        }
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.in_progress
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
 }
 
-/// The one caller running the loader for a key. The flight ends when it is dropped: waiters
-/// still without an outcome then (the leader's future was cancelled) elect a new leader.
-pub(crate) struct Leader<'a> {
-    flights: &'a Flights,
+/// The one caller doing the work for a key. The flight ends when it is dropped: followers still
+/// without an outcome then (the leader gave up, or its future was cancelled) get `None` and
+/// may join again, electing a new leader.
+pub struct Leader<'a, V> {
+    flights: &'a SingleFlight<V>,
     key: String,
-    slot: Arc<Slot>,
+    slot: Arc<Slot<V>>,
 }
 
-impl Leader<'_> {
-    /// Hands the outcome to every waiter, and to any that join until the leader is dropped.
-    pub(crate) fn publish(&self, outcome: Outcome) {
+impl<V> fmt::Debug for Leader<'_, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leader")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V> Leader<'_, V> {
+    /// Hands the outcome to every follower, and to any that join until the leader is dropped.
+    pub fn publish(&self, outcome: V) {
         self.slot.send_replace(Some(outcome));
     }
 }
 
-impl Drop for Leader<'_> {
+impl<V> Drop for Leader<'_, V> {
     fn drop(&mut self) {
-        self.flights.remove(&self.key, &self.slot);
-        // Dropping the last sender wakes waiters still without an outcome: the channel closes.
+        let mut map = self
+            .flights
+            .in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map
+            .get(&self.key)
+            .is_some_and(|current| Arc::ptr_eq(current, &self.slot))
+        {
+            map.remove(&self.key);
+        }
+        // Dropping the last sender wakes followers still without an outcome: the channel closes.
     }
 }
 
-/// Waits for the leader; `None` when it gave up without an outcome.
-pub(crate) async fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> Option<Outcome> {
-    rx.wait_for(Option::is_some)
-        .await
-        .ok()
-        .and_then(|outcome| outcome.clone())
+/// A caller waiting for the leader of its key.
+#[derive(Debug)]
+pub struct Follower<V> {
+    rx: watch::Receiver<Option<V>>,
+}
+
+impl<V: Clone> Follower<V> {
+    /// The leader's outcome, or `None` when it went away without one.
+    pub async fn wait(mut self) -> Option<V> {
+        self.rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|outcome| outcome.clone())
+    }
 }
 
 #[cfg(test)]
@@ -99,34 +153,33 @@ mod tests {
 
     #[tokio::test]
     async fn followers_get_the_leaders_outcome() {
-        let flights = Flights::default();
-        let Role::Leader(leader) = flights.join("k") else {
+        let flights = SingleFlight::new();
+        let Flight::Leader(leader) = flights.join("k") else {
             panic!("first caller leads")
         };
-        let Role::Follower(rx) = flights.join("k") else {
+        let Flight::Follower(follower) = flights.join("k") else {
             panic!("second caller follows")
         };
-        leader.publish(Ok(Arc::new(5_u32)));
+        leader.publish(5_u32);
         drop(leader);
-        let got = wait(rx)
-            .await
-            .and_then(|o| o.ok())
-            .and_then(|v| v.downcast_ref::<u32>().copied());
-        assert_eq!(got, Some(5));
-        assert_eq!(flights.len(), 0);
+        assert_eq!(follower.wait().await, Some(5));
+        assert!(
+            matches!(flights.join("k"), Flight::Leader(_)),
+            "the flight ended"
+        );
     }
 
     #[tokio::test]
     async fn an_abandoned_flight_releases_its_waiters_and_the_key() {
-        let flights = Flights::default();
-        let Role::Leader(leader) = flights.join("k") else {
+        let flights = SingleFlight::<u32>::new();
+        let Flight::Leader(leader) = flights.join("k") else {
             panic!("first caller leads")
         };
-        let Role::Follower(rx) = flights.join("k") else {
+        let Flight::Follower(follower) = flights.join("k") else {
             panic!("second caller follows")
         };
         drop(leader);
-        assert!(wait(rx).await.is_none());
-        assert!(matches!(flights.join("k"), Role::Leader(_)));
+        assert_eq!(follower.wait().await, None);
+        assert!(matches!(flights.join("k"), Flight::Leader(_)));
     }
 }

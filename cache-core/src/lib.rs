@@ -33,6 +33,7 @@
 //!   circuit breaker.
 //! - [`Key`], [`key!`] and [`KeyPart`]: keys from untrusted parts, escaped.
 //! - [`Backend`]: the remote tier's trait (bytes in, bytes out), implemented for Redis.
+//! - [`SingleFlight`]: one caller per key does the work, the others share its outcome.
 //! - [`metrics`]: the metric names.
 //! - [`cache_result`]: `#[cache_result(expire = 1800, key_prefix = "user_stats")]` on an async
 //!   function, method or web handler (feature `macros`).
@@ -78,6 +79,7 @@ pub use crate::backend::Backend;
 pub use crate::builder::CacheBuilder;
 pub use crate::cache::{Cache, Cacheable};
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::flight::{Flight, Follower, Leader, SingleFlight};
 pub use crate::global::{global, install_global};
 pub use crate::key::{Key, KeyPart, PartWriter};
 pub use crate::memory::MemoryCapacity;
