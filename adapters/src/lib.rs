@@ -1,6 +1,24 @@
 //! RFC 9111 HTTP response caching for shared caches over [`cache_core::Cache`]: a tower layer
 //! for axum and hyper, and actix-web middleware (feature `actix`), both thin shells around one
-//! framework-agnostic [`policy`].
+//! framework-agnostic [`policy`] and one caching flow.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use cache_adapters::HttpCacheLayer;
+//! use cache_core::Cache;
+//!
+//! let app: Router = Router::new()
+//!     .route("/foods", get(|| async { ([("cache-control", "max-age=60")], "oats, lentils") }))
+//!     .layer(HttpCacheLayer::new(Cache::memory()).max_body_bytes(256 * 1024));
+//! ```
+//!
+//! What it does, in short: stores GET responses the RFC lets a shared cache store (never
+//! `private`, `no-store`, `Vary: *`, `Set-Cookie` without `public`, or an `Authorization`
+//! request's answer unless the response allows it or keys are per user), serves them while
+//! fresh with `Age` and `Cache-Status`, revalidates stale ones with `If-None-Match` /
+//! `If-Modified-Since`, answers clients' own conditional requests with 304, serves stale under
+//! `max-stale`, `stale-while-revalidate` and `stale-if-error`, invalidates on successful unsafe
+//! methods, and sends concurrent misses for one URL to the origin once.
 //!
 //! # Features
 //!
@@ -8,4 +26,12 @@
 //! |---|---|---|
 //! | `actix` | no | actix-web middleware |
 
+mod body;
+mod config;
+mod engine;
+mod layer;
 pub mod policy;
+mod stored;
+
+pub use crate::body::CacheBody;
+pub use crate::layer::{HttpCache, HttpCacheLayer, ResponseFuture};

@@ -1,0 +1,684 @@
+//! The caching flow shared by every framework shell: look up, decide, validate, coalesce,
+//! store. Decisions come from [`policy`](crate::policy); storage is a [`cache_core::Cache`].
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use cache_core::{Cache, Flight, Key, SingleFlight, Ttl};
+use http::header::{AGE, CONTENT_LENGTH, HOST, RANGE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request};
+use http_body::Body;
+use http_body_util::BodyExt;
+
+use crate::body::CacheBody;
+use crate::config::Config;
+use crate::policy::{self, CacheControl, Reuse, Timing, conditional, freshness};
+use crate::stored::{StoredResponse, Variants};
+
+/// Where requests the cache cannot answer go.
+pub(crate) trait Origin<B>: Send + 'static {
+    type Body: Body<Data = Bytes> + Send + Unpin + 'static;
+    type Error: Send + 'static;
+    fn send(
+        &mut self,
+        request: Request<B>,
+    ) -> impl Future<Output = Result<Response<Self::Body>, Self::Error>> + Send;
+}
+
+type Reply<O, B> = Result<Response<CacheBody<<O as Origin<B>>::Body>>, <O as Origin<B>>::Error>;
+
+/// What one cache lookup found, and what `Cache-Status` should say about it.
+struct Found {
+    variants: Variants,
+    key: Key,
+}
+
+/// The shared state of one cache layer.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    cache: Cache,
+    config: Config,
+    misses: SingleFlight<Option<Arc<StoredResponse>>>,
+    refreshes: SingleFlight<()>,
+}
+
+fn now() -> u64 {
+    freshness::unix_seconds(SystemTime::now())
+}
+
+impl Engine {
+    pub(crate) fn new(cache: Cache, config: Config) -> Self {
+        Self {
+            cache,
+            config,
+            misses: SingleFlight::new(),
+            refreshes: SingleFlight::new(),
+        }
+    }
+
+    pub(crate) async fn handle<B, O>(
+        self: &Arc<Self>,
+        request: Request<B>,
+        mut origin: O,
+    ) -> Reply<O, B>
+    where
+        B: Default + Send + 'static,
+        O: Origin<B> + Clone,
+    {
+        let method = request.method().clone();
+        if policy::is_unsafe(&method) {
+            return self.unsafe_method(request, origin).await;
+        }
+        if !(method == Method::GET || method == Method::HEAD)
+            || request.headers().contains_key(RANGE)
+        {
+            let response = origin.send(request).await?;
+            return Ok(self.passthrough(response, "fwd=bypass"));
+        }
+        let request_cc = CacheControl::parse_request(request.headers());
+        let key = self.key(request.uri(), request.headers(), &parts_of(&request));
+        let found = Found {
+            variants: self.load(&key).await,
+            key,
+        };
+
+        if let Some(index) = found.variants.select(request.headers()) {
+            return self
+                .with_stored(request, origin, found, index, &request_cc)
+                .await;
+        }
+        if request_cc.only_if_cached {
+            return Ok(self.gateway_timeout());
+        }
+        if method == Method::HEAD {
+            let response = origin.send(request).await?;
+            return Ok(self.passthrough(response, "fwd=miss"));
+        }
+        self.miss(request, origin, found).await
+    }
+
+    /// POST, PUT, PATCH, DELETE and other unsafe methods: forward, then invalidate (§4.4).
+    async fn unsafe_method<B, O: Origin<B>>(
+        &self,
+        request: Request<B>,
+        mut origin: O,
+    ) -> Reply<O, B> {
+        let target = request.uri().clone();
+        let host = host_of(request.uri(), request.headers());
+        let user = self.user(&parts_of(&request));
+        let response = origin.send(request).await?;
+        let status = response.status();
+        if status.is_success() || status.is_redirection() {
+            for path in policy::invalidated(&target, host.as_deref(), response.headers()) {
+                // The shared entry, and this user's own when keys are per user.
+                let users = [None, user.as_deref()];
+                for user in users.iter().take(if user.is_some() { 2 } else { 1 }) {
+                    let key = self.key_for(host.as_deref(), &path, *user);
+                    if let Err(err) = self.cache.delete(&key).await {
+                        tracing::debug!(error = %err, "could not invalidate a cached response");
+                    }
+                }
+            }
+        }
+        Ok(self.passthrough(response, "fwd=bypass"))
+    }
+
+    /// A stored variant matches the request: serve it, or validate it first.
+    async fn with_stored<B, O>(
+        self: &Arc<Self>,
+        mut request: Request<B>,
+        mut origin: O,
+        found: Found,
+        index: usize,
+        request_cc: &CacheControl,
+    ) -> Reply<O, B>
+    where
+        B: Default + Send + 'static,
+        O: Origin<B> + Clone,
+    {
+        let stored = &found.variants.0[index];
+        let stored_headers = stored.headers();
+        let stored_cc = CacheControl::parse(&stored_headers);
+        let now = now();
+        let age = freshness::current_age(&stored_headers, stored.timing, now);
+        let lifetime = freshness::freshness_lifetime(
+            stored.status(),
+            &stored_headers,
+            &stored_cc,
+            stored.timing,
+            self.config.heuristics,
+        );
+        match policy::freshness::reuse(&stored_cc, request_cc, age, lifetime) {
+            Reuse::Fresh | Reuse::Stale => {
+                return Ok(self.serve(
+                    request.method(),
+                    request.headers(),
+                    stored,
+                    age,
+                    lifetime,
+                    "hit",
+                ));
+            }
+            Reuse::StaleWhileRevalidate => {
+                self.refresh_in_background(&request, origin, &found, index);
+                return Ok(self.serve(
+                    request.method(),
+                    request.headers(),
+                    stored,
+                    age,
+                    lifetime,
+                    "hit; fwd=stale",
+                ));
+            }
+            Reuse::Validate => {}
+        }
+        if request_cc.only_if_cached {
+            return Ok(self.gateway_timeout());
+        }
+        if request.method() == Method::HEAD {
+            let response = origin.send(request).await?;
+            return Ok(self.passthrough(response, "fwd=stale"));
+        }
+        let client_headers = request.headers().clone();
+        conditional::add_validators(request.headers_mut(), &stored_headers);
+        let sent = now;
+        let may_serve_stale = freshness::stale_if_error(&stored_cc, request_cc, age, lifetime);
+        let response = match origin.send(request).await {
+            Ok(response) => response,
+            Err(_) if may_serve_stale => {
+                return Ok(self.serve(
+                    &Method::GET,
+                    &client_headers,
+                    stored,
+                    age,
+                    lifetime,
+                    "hit; fwd=stale; detail=origin-error",
+                ));
+            }
+            Err(err) => return Err(err),
+        };
+        let status = response.status();
+        if status == StatusCode::NOT_MODIFIED
+            && conditional::validates(&stored_headers, response.headers())
+        {
+            let mut updated = stored.clone();
+            let mut headers = stored_headers;
+            policy::update_headers(&mut headers, response.headers());
+            updated.set_headers(&headers);
+            updated.timing = Timing {
+                request_time: sent,
+                response_time: crate::engine::now(),
+            };
+            let age =
+                freshness::current_age(&headers, updated.timing, updated.timing.response_time);
+            let lifetime = freshness::freshness_lifetime(
+                updated.status(),
+                &headers,
+                &CacheControl::parse(&headers),
+                updated.timing,
+                self.config.heuristics,
+            );
+            let mut variants = found.variants.clone();
+            variants.insert(updated.clone());
+            self.save(&found.key, &variants).await;
+            return Ok(self.serve(
+                &Method::GET,
+                &client_headers,
+                &updated,
+                age,
+                lifetime,
+                "fwd=stale; fwd-status=304",
+            ));
+        }
+        if matches!(status.as_u16(), 500 | 502 | 503 | 504) && may_serve_stale {
+            return Ok(self.serve(
+                &Method::GET,
+                &client_headers,
+                stored,
+                age,
+                lifetime,
+                "hit; fwd=stale; detail=origin-error",
+            ));
+        }
+        let variants = found.variants.clone();
+        let (reply, _) = self
+            .store_or_pass(
+                &Method::GET,
+                &client_headers,
+                response,
+                sent,
+                Found {
+                    variants,
+                    key: found.key,
+                },
+                "fwd=stale",
+            )
+            .await;
+        Ok(reply)
+    }
+
+    /// Nothing stored matches: one request to the origin per key, shared when storable.
+    async fn miss<B, O>(&self, request: Request<B>, mut origin: O, found: Found) -> Reply<O, B>
+    where
+        B: Send + 'static,
+        O: Origin<B>,
+    {
+        let flight_key = found.key.as_str().to_owned();
+        let leader = match self.misses.join(&flight_key) {
+            Flight::Leader(leader) => Some(leader),
+            Flight::Follower(follower) => {
+                if let Some(Some(stored)) = follower.wait().await
+                    && policy::vary::matches(&stored.selecting, request.headers())
+                {
+                    let headers = stored.headers();
+                    let cc = CacheControl::parse(&headers);
+                    let age = freshness::current_age(&headers, stored.timing, now());
+                    let lifetime = freshness::freshness_lifetime(
+                        stored.status(),
+                        &headers,
+                        &cc,
+                        stored.timing,
+                        self.config.heuristics,
+                    );
+                    return Ok(self.serve(
+                        request.method(),
+                        request.headers(),
+                        &stored,
+                        age,
+                        lifetime,
+                        "hit; detail=collapsed",
+                    ));
+                }
+                None
+            }
+        };
+        let method = request.method().clone();
+        let headers = request.headers().clone();
+        let sent = now();
+        let response = origin.send(request).await?;
+        let (reply, stored) = self
+            .store_or_pass(&method, &headers, response, sent, found, "fwd=miss")
+            .await;
+        if let Some(leader) = leader {
+            leader.publish(stored);
+        }
+        Ok(reply)
+    }
+
+    /// Stores a response from the origin when the policy allows and its body fits, and returns
+    /// it to the client either way.
+    async fn store_or_pass<RB>(
+        &self,
+        method: &Method,
+        request_headers: &HeaderMap,
+        response: Response<RB>,
+        sent: u64,
+        found: Found,
+        fwd: &str,
+    ) -> (Response<CacheBody<RB>>, Option<Arc<StoredResponse>>)
+    where
+        RB: Body<Data = Bytes> + Unpin,
+    {
+        let request_cc = CacheControl::parse_request(request_headers);
+        let response_cc = CacheControl::parse(response.headers());
+        let heuristics = self.config.heuristics;
+        let decision = policy::storable(
+            method,
+            request_headers,
+            &request_cc,
+            response.status(),
+            response.headers(),
+            &response_cc,
+            heuristics,
+        )
+        .or_else(|reason| match reason {
+            // Keys are per user: a response to an authenticated request is that user's alone.
+            policy::NotStorable::Authorization if self.config.user.is_some() => Ok(()),
+            other => Err(other),
+        })
+        .and_then(|()| {
+            if self
+                .config
+                .statuses
+                .as_ref()
+                .is_some_and(|allowed| !allowed.contains(&response.status()))
+            {
+                Err(policy::NotStorable::Status)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(reason) = decision {
+            let detail = format!("{fwd}; detail={}", reason.as_str());
+            return (self.passthrough(response, &detail), None);
+        }
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.config.max_body as u64) {
+            return (
+                self.passthrough(response, &format!("{fwd}; detail=too-large")),
+                None,
+            );
+        }
+        let (parts, body) = response.into_parts();
+        let body = match read_up_to(body, self.config.max_body).await {
+            Ok(bytes) => bytes,
+            Err(Partial::TooLarge(prefix, rest)) => {
+                let mut response = Response::from_parts(parts, CacheBody::streaming(prefix, rest));
+                self.mark(response.headers_mut(), &format!("{fwd}; detail=too-large"));
+                return (response, None);
+            }
+            Err(Partial::Failed(prefix, err)) => {
+                // The origin broke off mid-body: pass on what arrived and the error, store nothing.
+                let mut response = Response::from_parts(parts, CacheBody::failed(prefix, err));
+                self.mark(response.headers_mut(), &format!("{fwd}; detail=body-error"));
+                return (response, None);
+            }
+        };
+        let stored = StoredResponse::new(
+            parts.status,
+            &parts.headers,
+            body,
+            request_headers,
+            Timing {
+                request_time: sent,
+                response_time: now(),
+            },
+        );
+        let mut variants = found.variants;
+        variants.insert(stored.clone());
+        self.save(&found.key, &variants).await;
+        let headers = stored.headers();
+        let cc = CacheControl::parse(&headers);
+        let lifetime = freshness::freshness_lifetime(
+            stored.status(),
+            &headers,
+            &cc,
+            stored.timing,
+            self.config.heuristics,
+        );
+        let age = freshness::current_age(&headers, stored.timing, stored.timing.response_time);
+        let mut reply = self.serve(
+            method,
+            request_headers,
+            &stored,
+            age,
+            lifetime,
+            &format!("{fwd}; stored"),
+        );
+        // The client asked; the cache answers from what it just stored, except that a client's
+        // conditional request was already answered by `serve`.
+        reply.headers_mut().remove(AGE);
+        if age > 0 {
+            reply.headers_mut().insert(AGE, HeaderValue::from(age));
+        }
+        (reply, Some(Arc::new(stored)))
+    }
+
+    /// Serves a stale response now and asks the origin again in the background, once per key.
+    fn refresh_in_background<B, O>(
+        self: &Arc<Self>,
+        request: &Request<B>,
+        mut origin: O,
+        found: &Found,
+        index: usize,
+    ) where
+        B: Default + Send + 'static,
+        O: Origin<B> + Clone,
+    {
+        let engine = Arc::clone(self);
+        let mut refresh = Request::new(B::default());
+        *refresh.method_mut() = Method::GET;
+        *refresh.uri_mut() = request.uri().clone();
+        *refresh.headers_mut() = request.headers().clone();
+        let stored_headers = found.variants.0[index].headers();
+        conditional::add_validators(refresh.headers_mut(), &stored_headers);
+        let client_headers = request.headers().clone();
+        let variants = found.variants.clone();
+        let key = found.key.clone();
+        tokio::spawn(async move {
+            let Flight::Leader(_leader) = engine.refreshes.join(key.as_str()) else {
+                return;
+            };
+            let sent = now();
+            let Ok(response) = origin.send(refresh).await else {
+                return;
+            };
+            if response.status() == StatusCode::NOT_MODIFIED
+                && conditional::validates(&stored_headers, response.headers())
+            {
+                let mut updated = variants.0[index].clone();
+                let mut headers = stored_headers;
+                policy::update_headers(&mut headers, response.headers());
+                updated.set_headers(&headers);
+                updated.timing = Timing {
+                    request_time: sent,
+                    response_time: now(),
+                };
+                let mut variants = variants;
+                variants.insert(updated);
+                engine.save(&key, &variants).await;
+            } else {
+                let found = Found { variants, key };
+                let (reply, _) = engine
+                    .store_or_pass(
+                        &Method::GET,
+                        &client_headers,
+                        response,
+                        sent,
+                        found,
+                        "fwd=stale",
+                    )
+                    .await;
+                drop(reply);
+            }
+        });
+    }
+
+    /// A stored response as an answer: with `Age`, `Cache-Status`, and as a 304 when the
+    /// client's own validators match.
+    fn serve<RB: Body>(
+        &self,
+        method: &Method,
+        request: &HeaderMap,
+        stored: &StoredResponse,
+        age: u64,
+        lifetime: u64,
+        status: &str,
+    ) -> Response<CacheBody<RB>> {
+        let headers = stored.headers();
+        let not_modified = conditional::is_conditional(request)
+            && stored.status().is_success()
+            && conditional::not_modified(request, &headers);
+        let mut response = if not_modified {
+            let mut response = Response::new(CacheBody::empty());
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            for name in [
+                "cache-control",
+                "content-location",
+                "date",
+                "etag",
+                "expires",
+                "vary",
+                "last-modified",
+            ] {
+                for value in headers.get_all(name) {
+                    response
+                        .headers_mut()
+                        .append(HeaderName::from_static(name), value.clone());
+                }
+            }
+            response
+        } else {
+            let body = if method == Method::HEAD {
+                CacheBody::empty()
+            } else {
+                CacheBody::full(stored.body.clone())
+            };
+            let mut response = Response::new(body);
+            *response.status_mut() = stored.status();
+            *response.headers_mut() = headers;
+            response
+        };
+        response.headers_mut().insert(AGE, HeaderValue::from(age));
+        let ttl = i128::from(lifetime) - i128::from(age);
+        self.mark(response.headers_mut(), &format!("{status}; ttl={ttl}"));
+        response
+    }
+
+    fn passthrough<RB: Body>(
+        &self,
+        response: Response<RB>,
+        status: &str,
+    ) -> Response<CacheBody<RB>> {
+        let mut response = response.map(|body| CacheBody::streaming(VecDeque::new(), body));
+        self.mark(response.headers_mut(), status);
+        response
+    }
+
+    fn gateway_timeout<RB: Body>(&self) -> Response<CacheBody<RB>> {
+        let mut response = Response::new(CacheBody::empty());
+        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+        self.mark(response.headers_mut(), "fwd=miss; detail=only-if-cached");
+        response
+    }
+
+    /// Adds this cache's entry to `Cache-Status` (RFC 9211).
+    fn mark(&self, headers: &mut HeaderMap, status: &str) {
+        if let Some(name) = &self.config.cache_status
+            && let Ok(value) = HeaderValue::from_str(&format!("{name}; {status}"))
+        {
+            headers.append(HeaderName::from_static("cache-status"), value);
+        }
+    }
+
+    fn user(&self, parts: &request::Parts) -> Option<String> {
+        self.config.user.as_ref().and_then(|user| user(parts))
+    }
+
+    fn key(&self, uri: &http::Uri, headers: &HeaderMap, parts: &request::Parts) -> Key {
+        let host = host_of(uri, headers);
+        self.key_for(
+            host.as_deref(),
+            &policy::path_and_query(uri),
+            self.user(parts).as_deref(),
+        )
+    }
+
+    fn key_for(&self, host: Option<&str>, path_and_query: &str, user: Option<&str>) -> Key {
+        let key = cache_core::key!("http", host.unwrap_or("-"), path_and_query);
+        match user {
+            Some(user) => key.part(user),
+            None => key,
+        }
+    }
+
+    async fn load(&self, key: &Key) -> Variants {
+        match self.cache.get::<Variants>(key).await {
+            Ok(found) => found.unwrap_or_default(),
+            Err(err) => {
+                tracing::debug!(error = %err, "cache unavailable: forwarding to the origin");
+                Variants::default()
+            }
+        }
+    }
+
+    /// Stores the variants for as long as any of them may still be served or revalidated.
+    async fn save(&self, key: &Key, variants: &Variants) {
+        let now = now();
+        let keep = variants
+            .0
+            .iter()
+            .map(|stored| {
+                let headers = stored.headers();
+                let cc = CacheControl::parse(&headers);
+                let lifetime = freshness::freshness_lifetime(
+                    stored.status(),
+                    &headers,
+                    &cc,
+                    stored.timing,
+                    self.config.heuristics,
+                );
+                let left =
+                    lifetime.saturating_sub(freshness::current_age(&headers, stored.timing, now));
+                let stale = cc
+                    .stale_while_revalidate
+                    .get()
+                    .unwrap_or(0)
+                    .max(cc.stale_if_error.get().unwrap_or(0));
+                left.saturating_add(stale.max(self.config.retention.as_secs()))
+            })
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        if let Err(err) = self
+            .cache
+            .set(key, variants, Ttl::After(Duration::from_secs(keep)))
+            .await
+        {
+            tracing::debug!(error = %err, "could not store a response");
+        }
+    }
+}
+
+/// A snapshot of a request's head for the per-user key function.
+fn parts_of<B>(request: &Request<B>) -> request::Parts {
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = request.method().clone();
+    parts.uri = request.uri().clone();
+    parts.version = request.version();
+    parts.headers = request.headers().clone();
+    parts
+}
+
+fn host_of(uri: &http::Uri, headers: &HeaderMap) -> Option<String> {
+    uri.authority()
+        .map(|a| a.as_str().to_ascii_lowercase())
+        .or_else(|| {
+            headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_ascii_lowercase)
+        })
+}
+
+enum Partial<B: Body> {
+    TooLarge(VecDeque<Bytes>, B),
+    Failed(VecDeque<Bytes>, B::Error),
+}
+
+/// Reads a whole body of at most `limit` bytes; a larger one comes back as what was read plus
+/// the rest, to stream on.
+async fn read_up_to<B: Body<Data = Bytes> + Unpin>(
+    mut body: B,
+    limit: usize,
+) -> Result<Bytes, Partial<B>> {
+    let mut chunks: VecDeque<Bytes> = VecDeque::new();
+    let mut total = 0;
+    loop {
+        match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    total += data.len();
+                    chunks.push_back(data);
+                    if total > limit {
+                        return Err(Partial::TooLarge(chunks, body));
+                    }
+                }
+            }
+            Some(Err(err)) => return Err(Partial::Failed(chunks, err)),
+        }
+    }
+    let mut all = BytesMut::with_capacity(total);
+    for chunk in chunks {
+        all.extend_from_slice(&chunk);
+    }
+    Ok(all.freeze())
+}

@@ -1,0 +1,192 @@
+//! The tower shell: [`HttpCacheLayer`] builds [`HttpCache<S>`], for axum, hyper and any tower stack.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cache_core::Cache;
+use http::request::Parts;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::body::CacheBody;
+use crate::config::Config;
+use crate::engine::{Engine, Origin};
+
+/// Caches responses per RFC 9111 (shared cache) in a [`Cache`]: memory or Redis, so that a
+/// response cached by one replica is a hit on every other.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use cache_adapters::HttpCacheLayer;
+/// use cache_core::Cache;
+///
+/// let app: Router = Router::new()
+///     .route("/foods", get(|| async { ([("cache-control", "max-age=60")], "oats, lentils") }))
+///     .layer(HttpCacheLayer::new(Cache::memory()));
+/// ```
+#[must_use]
+#[derive(Clone, Debug)]
+pub struct HttpCacheLayer {
+    cache: Cache,
+    config: Config,
+}
+
+impl HttpCacheLayer {
+    /// A layer storing responses in `cache`, with the defaults: no heuristic freshness, bodies up
+    /// to 1 MiB, every status the RFC allows, a `Cache-Status` header named `cache-adapters`.
+    pub fn new(cache: Cache) -> Self {
+        Self {
+            cache,
+            config: Config::default(),
+        }
+    }
+
+    /// Caches responses per user: `user` derives an identity (a user id, a token's subject)
+    /// from the request, which becomes part of the cache key. Responses to requests with
+    /// `Authorization` are then stored (they are that user's alone); anonymous requests
+    /// (`None`) share entries as usual.
+    ///
+    /// ```
+    /// # use cache_adapters::HttpCacheLayer;
+    /// let layer = HttpCacheLayer::new(cache_core::Cache::memory()).per_user(|request| {
+    ///     request.headers().get("authorization")?.to_str().ok().map(str::to_owned)
+    /// });
+    /// ```
+    pub fn per_user(
+        mut self,
+        user: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.user = Some(Arc::new(user));
+        self
+    }
+
+    /// Freshness for responses that state none (no `max-age`, `s-maxage` or `Expires`).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.config.heuristics.default_ttl = Some(ttl);
+        self
+    }
+
+    /// Heuristic freshness from `Last-Modified` (RFC 9111 §4.2.2): off by default.
+    pub fn heuristic_freshness(mut self, enabled: bool) -> Self {
+        self.config.heuristics.last_modified_fraction = enabled;
+        self
+    }
+
+    /// The largest body stored (default 1 MiB); larger responses stream through, unstored.
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.config.max_body = limit;
+        self
+    }
+
+    /// Store only responses with these statuses (default: every status the RFC allows).
+    pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        self.config.statuses = Some(statuses.into_iter().collect());
+        self
+    }
+
+    /// The name this cache gives itself in the `Cache-Status` response header (RFC 9211), or
+    /// `None` to add no such header.
+    pub fn cache_status(mut self, name: Option<impl Into<String>>) -> Self {
+        self.config.cache_status = name.map(Into::into);
+        self
+    }
+
+    /// How long an entry is kept after it goes stale, to be revalidated with a conditional
+    /// request or served under `max-stale` / `stale-*` (default one hour).
+    pub fn retention(mut self, keep: Duration) -> Self {
+        self.config.retention = keep;
+        self
+    }
+}
+
+impl<S> Layer<S> for HttpCacheLayer {
+    type Service = HttpCache<S>;
+
+    fn layer(&self, inner: S) -> HttpCache<S> {
+        HttpCache {
+            inner,
+            engine: Arc::new(Engine::new(self.cache.clone(), self.config.clone())),
+        }
+    }
+}
+
+/// The caching service [`HttpCacheLayer`] wraps around `S`.
+#[derive(Clone, Debug)]
+pub struct HttpCache<S> {
+    inner: S,
+    engine: Arc<Engine>,
+}
+
+/// The inner service, as the engine's origin.
+#[derive(Clone)]
+struct Inner<S>(S);
+
+impl<S, B, RB> Origin<B> for Inner<S>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    RB: Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    type Body = RB;
+    type Error = S::Error;
+
+    async fn send(&mut self, request: Request<B>) -> Result<Response<RB>, S::Error> {
+        std::future::poll_fn(|cx| self.0.poll_ready(cx)).await?;
+        self.0.call(request).await
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for HttpCache<S>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send + 'static,
+    B: Default + Send + 'static,
+    RB: Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    type Response = Response<CacheBody<RB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The clone is not ready; the original, which was, serves this request.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let engine = Arc::clone(&self.engine);
+        ResponseFuture {
+            inner: Box::pin(async move { engine.handle(request, Inner(inner)).await }),
+        }
+    }
+}
+
+/// The future of [`HttpCache`]'s responses.
+pub struct ResponseFuture<T> {
+    inner: Pin<Box<dyn Future<Output = T> + Send>>,
+}
+
+impl<T> fmt::Debug for ResponseFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<T> Future for ResponseFuture<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        self.inner.as_mut().poll(cx)
+    }
+}
