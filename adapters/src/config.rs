@@ -7,14 +7,14 @@ use std::time::Duration;
 use http::StatusCode;
 use http::request::Parts;
 
-use crate::policy::Heuristics;
+use crate::policy::Rules;
 
 /// Derives the per-user part of cache keys from a request.
 pub(crate) type UserKey = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 
 #[derive(Clone)]
 pub(crate) struct Config {
-    pub(crate) heuristics: Heuristics,
+    pub(crate) rules: Rules,
     pub(crate) max_body: usize,
     pub(crate) statuses: Option<Vec<StatusCode>>,
     pub(crate) user: Option<UserKey>,
@@ -25,7 +25,7 @@ pub(crate) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            heuristics: Heuristics::default(),
+            rules: Rules::default(),
             max_body: 1 << 20,
             statuses: None,
             user: None,
@@ -38,7 +38,7 @@ impl Default for Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("heuristics", &self.heuristics)
+            .field("rules", &self.rules)
             .field("max_body", &self.max_body)
             .field("statuses", &self.statuses)
             .field("per_user", &self.user.is_some())

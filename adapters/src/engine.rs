@@ -72,9 +72,7 @@ impl Engine {
         if policy::is_unsafe(&method) {
             return self.unsafe_method(request, origin).await;
         }
-        if !(method == Method::GET || method == Method::HEAD)
-            || request.headers().contains_key(RANGE)
-        {
+        if !(method == Method::GET || method == Method::HEAD) {
             let response = origin.send(request).await?;
             return Ok(self.passthrough(response, "fwd=bypass"));
         }
@@ -93,7 +91,7 @@ impl Engine {
         if request_cc.only_if_cached {
             return Ok(self.gateway_timeout());
         }
-        if method == Method::HEAD {
+        if method == Method::HEAD || request.headers().contains_key(RANGE) {
             let response = origin.send(request).await?;
             return Ok(self.passthrough(response, "fwd=miss"));
         }
@@ -141,16 +139,10 @@ impl Engine {
     {
         let stored = &found.variants.0[index];
         let stored_headers = stored.headers();
-        let stored_cc = CacheControl::parse(&stored_headers);
+        let stored_cc = CacheControl::response(&stored_headers);
         let now = now();
         let age = freshness::current_age(&stored_headers, stored.timing, now);
-        let lifetime = freshness::freshness_lifetime(
-            stored.status(),
-            &stored_headers,
-            &stored_cc,
-            stored.timing,
-            self.config.heuristics,
-        );
+        let lifetime = self.lifetime(stored, &stored_headers, &stored_cc);
         match policy::freshness::reuse(&stored_cc, request_cc, age, lifetime) {
             Reuse::Fresh | Reuse::Stale => {
                 return Ok(self.serve(
@@ -178,24 +170,24 @@ impl Engine {
         if request_cc.only_if_cached {
             return Ok(self.gateway_timeout());
         }
-        if request.method() == Method::HEAD {
+        if request.method() == Method::HEAD || request.headers().contains_key(RANGE) {
             let response = origin.send(request).await?;
             return Ok(self.passthrough(response, "fwd=stale"));
         }
         let client_headers = request.headers().clone();
         conditional::add_validators(request.headers_mut(), &stored_headers);
-        let sent = now;
-        let may_serve_stale = freshness::stale_if_error(&stored_cc, request_cc, age, lifetime);
         let response = match origin.send(request).await {
             Ok(response) => response,
-            Err(_) if may_serve_stale => {
+            // The origin could not be reached: a disconnected cache may serve stale (§4.2.4).
+            Err(_) if freshness::stale_if_disconnected(&stored_cc, request_cc) => {
+                let detail = "hit; fwd=stale; detail=origin-unreachable";
                 return Ok(self.serve(
                     &Method::GET,
                     &client_headers,
                     stored,
                     age,
                     lifetime,
-                    "hit; fwd=stale; detail=origin-error",
+                    detail,
                 ));
             }
             Err(err) => return Err(err),
@@ -204,23 +196,18 @@ impl Engine {
         if status == StatusCode::NOT_MODIFIED
             && conditional::validates(&stored_headers, response.headers())
         {
-            let mut updated = stored.clone();
             let mut headers = stored_headers;
             policy::update_headers(&mut headers, response.headers());
+            let mut updated = stored.clone();
             updated.set_headers(&headers);
+            // The 304 is a fresh response: the age and freshness clocks start again.
             updated.timing = Timing {
-                request_time: sent,
+                request_time: now,
                 response_time: crate::engine::now(),
             };
             let age =
                 freshness::current_age(&headers, updated.timing, updated.timing.response_time);
-            let lifetime = freshness::freshness_lifetime(
-                updated.status(),
-                &headers,
-                &CacheControl::parse(&headers),
-                updated.timing,
-                self.config.heuristics,
-            );
+            let lifetime = self.lifetime(&updated, &headers, &CacheControl::response(&headers));
             let mut variants = found.variants.clone();
             variants.insert(updated.clone());
             self.save(&found.key, &variants).await;
@@ -233,31 +220,37 @@ impl Engine {
                 "fwd=stale; fwd-status=304",
             ));
         }
-        if matches!(status.as_u16(), 500 | 502 | 503 | 504) && may_serve_stale {
-            return Ok(self.serve(
-                &Method::GET,
-                &client_headers,
-                stored,
-                age,
-                lifetime,
-                "hit; fwd=stale; detail=origin-error",
-            ));
+        if matches!(status.as_u16(), 500 | 502 | 503 | 504)
+            && freshness::stale_if_error(&stored_cc, request_cc, age, lifetime)
+        {
+            let detail = "hit; fwd=stale; detail=origin-error";
+            return Ok(self.serve(&Method::GET, &client_headers, stored, age, lifetime, detail));
         }
-        let variants = found.variants.clone();
+        let found = Found {
+            variants: found.variants.clone(),
+            key: found.key,
+        };
         let (reply, _) = self
             .store_or_pass(
                 &Method::GET,
                 &client_headers,
                 response,
-                sent,
-                Found {
-                    variants,
-                    key: found.key,
-                },
+                now,
+                found,
                 "fwd=stale",
             )
             .await;
         Ok(reply)
+    }
+
+    fn lifetime(&self, stored: &StoredResponse, headers: &HeaderMap, cc: &CacheControl) -> u64 {
+        freshness::freshness_lifetime(
+            stored.status(),
+            headers,
+            cc,
+            stored.timing,
+            self.config.rules.heuristics,
+        )
     }
 
     /// Nothing stored matches: one request to the origin per key, shared when storable.
@@ -274,14 +267,14 @@ impl Engine {
                     && policy::vary::matches(&stored.selecting, request.headers())
                 {
                     let headers = stored.headers();
-                    let cc = CacheControl::parse(&headers);
+                    let cc = CacheControl::response(&headers);
                     let age = freshness::current_age(&headers, stored.timing, now());
                     let lifetime = freshness::freshness_lifetime(
                         stored.status(),
                         &headers,
                         &cc,
                         stored.timing,
-                        self.config.heuristics,
+                        self.config.rules.heuristics,
                     );
                     return Ok(self.serve(
                         request.method(),
@@ -323,8 +316,7 @@ impl Engine {
         RB: Body<Data = Bytes> + Unpin,
     {
         let request_cc = CacheControl::parse_request(request_headers);
-        let response_cc = CacheControl::parse(response.headers());
-        let heuristics = self.config.heuristics;
+        let response_cc = CacheControl::response(response.headers());
         let decision = policy::storable(
             method,
             request_headers,
@@ -332,7 +324,7 @@ impl Engine {
             response.status(),
             response.headers(),
             &response_cc,
-            heuristics,
+            &self.config.rules,
         )
         .or_else(|reason| match reason {
             // Keys are per user: a response to an authenticated request is that user's alone.
@@ -384,7 +376,7 @@ impl Engine {
         let stored = StoredResponse::new(
             parts.status,
             &parts.headers,
-            body,
+            body.clone(),
             request_headers,
             Timing {
                 request_time: sent,
@@ -394,30 +386,14 @@ impl Engine {
         let mut variants = found.variants;
         variants.insert(stored.clone());
         self.save(&found.key, &variants).await;
-        let headers = stored.headers();
-        let cc = CacheControl::parse(&headers);
-        let lifetime = freshness::freshness_lifetime(
-            stored.status(),
-            &headers,
-            &cc,
-            stored.timing,
-            self.config.heuristics,
-        );
-        let age = freshness::current_age(&headers, stored.timing, stored.timing.response_time);
-        let mut reply = self.serve(
-            method,
-            request_headers,
-            &stored,
-            age,
-            lifetime,
-            &format!("{fwd}; stored"),
-        );
-        // The client asked; the cache answers from what it just stored, except that a client's
-        // conditional request was already answered by `serve`.
-        reply.headers_mut().remove(AGE);
-        if age > 0 {
-            reply.headers_mut().insert(AGE, HeaderValue::from(age));
-        }
+        // The client gets the origin's response as it came: its own Age, its own headers.
+        let body = if *method == Method::HEAD {
+            CacheBody::empty()
+        } else {
+            CacheBody::full(body)
+        };
+        let mut reply = Response::from_parts(parts, body);
+        self.mark(reply.headers_mut(), &format!("{fwd}; stored"));
         (reply, Some(Arc::new(stored)))
     }
 
@@ -515,6 +491,21 @@ impl Engine {
                 }
             }
             response
+        } else if let Some((start, end)) = byte_range(request, stored) {
+            // A single byte range of a stored complete response (RFC 9110 §14).
+            let total = stored.body.len();
+            let mut response = Response::new(CacheBody::full(stored.body.slice(start..=end)));
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            *response.headers_mut() = headers;
+            if let Ok(range) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
+                response
+                    .headers_mut()
+                    .insert(http::header::CONTENT_RANGE, range);
+            }
+            response
+                .headers_mut()
+                .insert(CONTENT_LENGTH, HeaderValue::from(end - start + 1));
+            response
         } else {
             let body = if method == Method::HEAD {
                 CacheBody::empty()
@@ -597,13 +588,13 @@ impl Engine {
             .iter()
             .map(|stored| {
                 let headers = stored.headers();
-                let cc = CacheControl::parse(&headers);
+                let cc = CacheControl::response(&headers);
                 let lifetime = freshness::freshness_lifetime(
                     stored.status(),
                     &headers,
                     &cc,
                     stored.timing,
-                    self.config.heuristics,
+                    self.config.rules.heuristics,
                 );
                 let left =
                     lifetime.saturating_sub(freshness::current_age(&headers, stored.timing, now));
@@ -625,6 +616,40 @@ impl Engine {
             tracing::debug!(error = %err, "could not store a response");
         }
     }
+}
+
+/// The one satisfiable byte range a request asks of a stored 200, as inclusive offsets:
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n`. Anything else (several ranges, other units, out of
+/// bounds) is `None`, and the whole response is served: a cache may ignore Range.
+fn byte_range(request: &HeaderMap, stored: &StoredResponse) -> Option<(usize, usize)> {
+    if stored.status != 200 || stored.body.is_empty() {
+        return None;
+    }
+    let spec = request
+        .get(RANGE)?
+        .to_str()
+        .ok()?
+        .trim()
+        .strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    let len = stored.body.len();
+    let (start, end) = if first.is_empty() {
+        let suffix: usize = last.parse().ok()?;
+        (len - suffix.min(len), len - 1)
+    } else {
+        let start: usize = first.parse().ok()?;
+        let end = if last.is_empty() {
+            len - 1
+        } else {
+            last.parse::<usize>().ok()?.min(len - 1)
+        };
+        (start, end)
+    };
+    (start <= end && end < len).then_some((start, end))
 }
 
 /// A snapshot of a request's head for the per-user key function.

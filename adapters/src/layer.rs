@@ -56,7 +56,7 @@ impl HttpCacheLayer {
     /// ```
     /// # use cache_adapters::HttpCacheLayer;
     /// let layer = HttpCacheLayer::new(cache_core::Cache::memory()).per_user(|request| {
-    ///     request.headers().get("authorization")?.to_str().ok().map(str::to_owned)
+    ///     request.headers.get("authorization")?.to_str().ok().map(str::to_owned)
     /// });
     /// ```
     pub fn per_user(
@@ -69,13 +69,21 @@ impl HttpCacheLayer {
 
     /// Freshness for responses that state none (no `max-age`, `s-maxage` or `Expires`).
     pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.config.heuristics.default_ttl = Some(ttl);
+        self.config.rules.heuristics.default_ttl = Some(ttl);
         self
     }
 
     /// Heuristic freshness from `Last-Modified` (RFC 9111 §4.2.2): off by default.
     pub fn heuristic_freshness(mut self, enabled: bool) -> Self {
-        self.config.heuristics.last_modified_fraction = enabled;
+        self.config.rules.heuristics.last_modified_fraction = enabled;
+        self
+    }
+
+    /// Store responses that carry `Set-Cookie` (RFC 9111 §7.3 allows it). Off by default:
+    /// behind an application a cookie is usually a session, which a shared cache must never
+    /// replay to another user. A response can still opt in with `Cache-Control: public`.
+    pub fn store_set_cookie(mut self, enabled: bool) -> Self {
+        self.config.rules.store_set_cookie = enabled;
         self
     }
 

@@ -14,6 +14,17 @@ use http::{HeaderMap, HeaderName, Method, StatusCode, Uri};
 
 pub use self::cache_control::{CacheControl, Seconds};
 pub use self::freshness::{Heuristics, Reuse, Timing};
+
+/// The choices RFC 9111 leaves to a cache, as this one makes them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// Freshness for responses that state none.
+    pub heuristics: Heuristics,
+    /// Store responses that set cookies (RFC 9111 §7.3 allows it). Off by default: behind an
+    /// application a `Set-Cookie` is usually a session, which a shared cache must not replay
+    /// to another user; the response can still opt in with `public`.
+    pub store_set_cookie: bool,
+}
 pub use self::vary::Vary;
 
 /// Why a response is not stored, for the `Cache-Status` detail and logs.
@@ -64,9 +75,10 @@ fn understood(status: StatusCode) -> bool {
 
 /// Whether a shared cache may store a response (RFC 9111 §3, §3.5).
 ///
-/// `heuristics` says whether responses without explicit freshness can still be fresh for a
-/// while (default TTL, heuristic freshness); without either, such a response is stored only if
-/// it has a validator to revalidate with.
+/// `rules.heuristics` says whether responses without explicit freshness can still be fresh for
+/// a while (default TTL, heuristic freshness from `Last-Modified`); without either, such a
+/// response is stored only if it has a validator to revalidate with. `response_cc` is the
+/// response's effective directives ([`CacheControl::response`]).
 ///
 /// # Errors
 /// Why it may not.
@@ -77,7 +89,7 @@ pub fn storable(
     status: StatusCode,
     response: &HeaderMap,
     response_cc: &CacheControl,
-    heuristics: Heuristics,
+    rules: &Rules,
 ) -> Result<(), NotStorable> {
     if method != Method::GET {
         return Err(NotStorable::Method);
@@ -111,12 +123,15 @@ pub fn storable(
     if Vary::of(response) == Vary::Any {
         return Err(NotStorable::VaryAny);
     }
-    if response.contains_key(SET_COOKIE) && !response_cc.public {
+    if !rules.store_set_cookie && response.contains_key(SET_COOKIE) && !response_cc.public {
         return Err(NotStorable::SetCookie);
     }
     let explicit = freshness::has_explicit_freshness(response, response_cc) || response_cc.public;
+    let heuristics = rules.heuristics;
     let heuristic = freshness::heuristically_cacheable(status)
-        && (heuristics.default_ttl.is_some() || heuristics.last_modified_fraction);
+        && (heuristics.default_ttl.is_some()
+            || (heuristics.last_modified_fraction
+                && response.contains_key(http::header::LAST_MODIFIED)));
     let validators = response.contains_key(http::header::ETAG)
         || response.contains_key(http::header::LAST_MODIFIED);
     let reusable_status = explicit || freshness::heuristically_cacheable(status);
@@ -253,8 +268,8 @@ mod tests {
             &CacheControl::parse_request(&req),
             status,
             &resp,
-            &CacheControl::parse(&resp),
-            Heuristics::default(),
+            &CacheControl::response(&resp),
+            &Rules::default(),
         )
     }
 

@@ -78,6 +78,9 @@ pub struct CacheControl {
     pub no_transform: bool,
     /// `immutable` (RFC 8246)
     pub immutable: bool,
+    /// These directives came from `CDN-Cache-Control` (RFC 9213), which replaces
+    /// Cache-Control and `Expires` for this cache.
+    pub targeted: bool,
 }
 
 impl CacheControl {
@@ -117,6 +120,15 @@ impl CacheControl {
         cc
     }
 
+    /// A response's directives for a shared cache: those of a valid `CDN-Cache-Control`
+    /// (RFC 9213), which then replace Cache-Control and `Expires` entirely; otherwise those of
+    /// Cache-Control. A `CDN-Cache-Control` that is not a valid structured-field dictionary
+    /// (RFC 8941), or whose directives have the wrong types, is ignored.
+    #[must_use]
+    pub fn response(headers: &HeaderMap) -> Self {
+        targeted(headers).unwrap_or_else(|| Self::parse(headers))
+    }
+
     fn apply(&mut self, name: &str, arg: Option<&str>) {
         match name {
             "max-age" => self.max_age = seconds(arg),
@@ -143,6 +155,56 @@ impl CacheControl {
             _ => {}
         }
     }
+}
+
+/// The directives of `CDN-Cache-Control`, when it is present and valid.
+fn targeted(headers: &HeaderMap) -> Option<CacheControl> {
+    use sfv::{BareItem, ListEntry};
+    let mut lines = Vec::new();
+    for value in headers.get_all("cdn-cache-control") {
+        lines.push(value.to_str().ok()?);
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    let dictionary: sfv::Dictionary = sfv::Parser::new(&lines.join(", ")).parse().ok()?;
+    let mut cc = CacheControl {
+        targeted: true,
+        ..CacheControl::default()
+    };
+    for (key, entry) in &dictionary {
+        let item = match entry {
+            ListEntry::Item(item) => Some(&item.bare_item),
+            ListEntry::InnerList(_) => None,
+        };
+        let flag = || matches!(item, Some(BareItem::Boolean(true)) | None);
+        match key.as_str() {
+            name @ ("max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error") => {
+                let Some(BareItem::Integer(value)) = item else {
+                    return None;
+                };
+                let secs = u64::try_from(i64::from(*value))
+                    .ok()?
+                    .min(DELTA_SECONDS_MAX);
+                match name {
+                    "max-age" => cc.max_age = Seconds::Valid(secs),
+                    "s-maxage" => cc.s_maxage = Seconds::Valid(secs),
+                    "stale-while-revalidate" => cc.stale_while_revalidate = Seconds::Valid(secs),
+                    _ => cc.stale_if_error = Seconds::Valid(secs),
+                }
+            }
+            "no-store" => cc.no_store = flag(),
+            "no-cache" => cc.no_cache = flag(),
+            "private" => cc.private = flag(),
+            "public" => cc.public = flag(),
+            "must-revalidate" => cc.must_revalidate = flag(),
+            "proxy-revalidate" => cc.proxy_revalidate = flag(),
+            "must-understand" => cc.must_understand = flag(),
+            "immutable" => cc.immutable = flag(),
+            _ => {}
+        }
+    }
+    Some(cc)
 }
 
 fn seconds(arg: Option<&str>) -> Seconds {
@@ -283,6 +345,48 @@ mod tests {
         assert!(CacheControl::parse_request(&h).no_cache);
         h.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=5"));
         assert!(!CacheControl::parse_request(&h).no_cache);
+    }
+
+    fn response(pairs: &[(&'static str, &'static str)]) -> CacheControl {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        CacheControl::response(&headers)
+    }
+
+    #[test]
+    fn a_valid_cdn_cache_control_replaces_cache_control() {
+        let c = response(&[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=10000"),
+        ]);
+        assert!(c.targeted && !c.no_store);
+        assert_eq!(c.max_age, Seconds::Valid(10000));
+        let c = response(&[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "private"),
+        ]);
+        assert!(c.private && c.max_age == Seconds::Absent);
+    }
+
+    #[test]
+    fn an_invalid_cdn_cache_control_is_ignored() {
+        assert!(
+            response(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=10000, &&&&&")
+            ])
+            .no_store
+        );
+        assert!(
+            response(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=\"10000\"")
+            ])
+            .no_store
+        );
+        assert!(!response(&[("cache-control", "max-age=5")]).targeted);
     }
 
     #[test]

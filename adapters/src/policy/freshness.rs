@@ -78,10 +78,13 @@ pub fn heuristically_cacheable(status: StatusCode) -> bool {
     )
 }
 
-/// True when the response states its freshness: `s-maxage`, `max-age` or `Expires`.
+/// True when the response states its freshness: `s-maxage`, `max-age` or `Expires` (only the
+/// first two when `CDN-Cache-Control` governs).
 #[must_use]
 pub fn has_explicit_freshness(headers: &HeaderMap, cc: &CacheControl) -> bool {
-    cc.s_maxage.is_present() || cc.max_age.is_present() || headers.contains_key(EXPIRES)
+    cc.s_maxage.is_present()
+        || cc.max_age.is_present()
+        || (!cc.targeted && headers.contains_key(EXPIRES))
 }
 
 /// The freshness lifetime of a response for a shared cache (RFC 9111 §4.2.1), in seconds.
@@ -103,9 +106,17 @@ pub fn freshness_lifetime(
         Seconds::Invalid => return 0,
         Seconds::Absent => {}
     }
+    if cc.targeted {
+        // CDN-Cache-Control without max-age: no explicit freshness, and Expires does not count.
+        return 0;
+    }
     if headers.contains_key(EXPIRES) {
+        // An Expires that does not parse (e.g. "0"), or that is given twice, means already
+        // expired (§5.3).
+        if headers.get_all(EXPIRES).iter().nth(1).is_some() {
+            return 0;
+        }
         let date = http_date(headers, DATE).unwrap_or(timing.response_time);
-        // An Expires that does not parse (e.g. "0") means already expired (§5.3).
         return http_date(headers, EXPIRES).map_or(0, |expires| expires.saturating_sub(date));
     }
     if let Some(ttl) = heuristics.default_ttl {
@@ -168,8 +179,20 @@ pub fn reuse(stored: &CacheControl, request: &CacheControl, age: u64, lifetime: 
     }
 }
 
-/// True when a stale response may answer because the origin failed (RFC 5861 `stale-if-error`,
-/// in the response or the request).
+/// True when a stale response may answer because the origin could not be reached (RFC 9111
+/// §4.2.4 lets a disconnected cache serve stale), unless the response or the request demands
+/// validation.
+#[must_use]
+pub fn stale_if_disconnected(stored: &CacheControl, request: &CacheControl) -> bool {
+    !(stored.must_revalidate
+        || stored.proxy_revalidate
+        || stored.s_maxage.is_present()
+        || stored.no_cache
+        || request.no_cache)
+}
+
+/// True when a stale response may answer an error response from the origin (RFC 5861
+/// `stale-if-error`, in the response or the request).
 #[must_use]
 pub fn stale_if_error(
     stored: &CacheControl,
