@@ -193,9 +193,9 @@ impl Engine {
             Err(err) => return Err(err),
         };
         let status = response.status();
-        if status == StatusCode::NOT_MODIFIED
-            && conditional::validates(&stored_headers, response.headers())
-        {
+        // The 304 answers the validators of this one stored response (§4.3.3), even when it
+        // brings a new ETag: update that response with it.
+        if status == StatusCode::NOT_MODIFIED {
             let mut headers = stored_headers;
             policy::update_headers(&mut headers, response.headers());
             let mut updated = stored.clone();
@@ -426,9 +426,7 @@ impl Engine {
             let Ok(response) = origin.send(refresh).await else {
                 return;
             };
-            if response.status() == StatusCode::NOT_MODIFIED
-                && conditional::validates(&stored_headers, response.headers())
-            {
+            if response.status() == StatusCode::NOT_MODIFIED {
                 let mut updated = variants.0[index].clone();
                 let mut headers = stored_headers;
                 policy::update_headers(&mut headers, response.headers());

@@ -1,8 +1,8 @@
 //! Conditional requests (RFC 9110 §13, RFC 9111 §4.3): answering a client's own conditions from
 //! the cache, and asking the origin to validate a stored response.
 
+use http::HeaderMap;
 use http::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
-use http::{HeaderMap, HeaderValue};
 
 use super::cache_control::split_list;
 use super::freshness::http_date;
@@ -60,24 +60,6 @@ pub fn add_validators(request: &mut HeaderMap, stored: &HeaderMap) -> bool {
         any = true;
     }
     any
-}
-
-/// True when a 304 from the origin applies to the stored response it validated (§4.3.4): same
-/// strong ETag if either has one, else same Last-Modified if the 304 has one.
-#[must_use]
-pub fn validates(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
-    match (stored.get(ETAG), not_modified.get(ETAG)) {
-        (Some(a), Some(b)) => a == b || weak_eq(text(a), text(b)),
-        (None, Some(_)) => false,
-        _ => match (stored.get(LAST_MODIFIED), not_modified.get(LAST_MODIFIED)) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        },
-    }
-}
-
-fn text(v: &HeaderValue) -> &str {
-    v.to_str().unwrap_or("")
 }
 
 #[cfg(test)]
