@@ -55,12 +55,12 @@ async fn origin(seen: Seen) -> SocketAddr {
             "/echo",
             any(
                 |method: Method, headers: HeaderMap, body: Bytes| async move {
-                    let foo = headers
+                    let echoed = headers
                         .get("foo")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
                         .to_owned();
-                    format!("{method} {} foo={foo}", String::from_utf8_lossy(&body))
+                    format!("{method} {} foo={echoed}", String::from_utf8_lossy(&body))
                 },
             ),
         );

@@ -32,11 +32,10 @@ fn args() -> Result<Args, String> {
             .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         match flag.as_str() {
             "--listen" => {
-                listen = Some(
-                    value
-                        .parse()
-                        .map_err(|e| format!("--listen {value:?}: {e}\n{USAGE}"))?,
-                )
+                let address = value
+                    .parse()
+                    .map_err(|e| format!("--listen {value:?}: {e}\n{USAGE}"))?;
+                listen = Some(address);
             }
             "--upstream" => {
                 let uri: http::Uri = value
