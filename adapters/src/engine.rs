@@ -18,14 +18,29 @@ use crate::config::Config;
 use crate::policy::{self, CacheControl, Reuse, Timing, conditional, freshness};
 use crate::stored::{StoredResponse, Variants};
 
-/// Where requests the cache cannot answer go.
-pub(crate) trait Origin<B>: Send + 'static {
-    type Body: Body<Data = Bytes> + Send + Unpin + 'static;
-    type Error: Send + 'static;
+/// Where requests the cache cannot answer go: the wrapped service of a framework shell.
+///
+/// Futures need not be `Send` (actix-web services are not); each shell runs background
+/// refreshes on its own runtime through [`Origin::spawn_refresh`].
+pub(crate) trait Origin<B>: Sized + 'static {
+    type Body: Body<Data = Bytes> + Unpin + 'static;
+    type Error: 'static;
     fn send(
         &mut self,
         request: Request<B>,
-    ) -> impl Future<Output = Result<Response<Self::Body>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Response<Self::Body>, Self::Error>>;
+    /// Runs `engine.run_refresh(self, refresh)` in the background.
+    fn spawn_refresh(self, engine: Arc<Engine>, refresh: Refresh<B>);
+}
+
+/// A background revalidation (`stale-while-revalidate`), made from the client's own request,
+/// which the stale response already answered.
+pub(crate) struct Refresh<B> {
+    request: Request<B>,
+    client_headers: HeaderMap,
+    variants: Variants,
+    index: usize,
+    key: Key,
 }
 
 type Reply<O, B> = Result<Response<CacheBody<<O as Origin<B>>::Body>>, <O as Origin<B>>::Error>;
@@ -65,8 +80,8 @@ impl Engine {
         mut origin: O,
     ) -> Reply<O, B>
     where
-        B: Default + Send + 'static,
-        O: Origin<B> + Clone,
+        B: 'static,
+        O: Origin<B>,
     {
         let method = request.method().clone();
         if policy::is_unsafe(&method) {
@@ -134,8 +149,8 @@ impl Engine {
         request_cc: &CacheControl,
     ) -> Reply<O, B>
     where
-        B: Default + Send + 'static,
-        O: Origin<B> + Clone,
+        B: 'static,
+        O: Origin<B>,
     {
         let stored = &found.variants.0[index];
         let stored_headers = stored.headers();
@@ -155,15 +170,16 @@ impl Engine {
                 ));
             }
             Reuse::StaleWhileRevalidate => {
-                self.refresh_in_background(&request, origin, &found, index);
-                return Ok(self.serve(
+                let reply = self.serve(
                     request.method(),
                     request.headers(),
                     stored,
                     age,
                     lifetime,
                     "hit; fwd=stale",
-                ));
+                );
+                self.refresh_in_background(request, origin, &found, index);
+                return Ok(reply);
             }
             Reuse::Validate => {}
         }
@@ -256,7 +272,7 @@ impl Engine {
     /// Nothing stored matches: one request to the origin per key, shared when storable.
     async fn miss<B, O>(&self, request: Request<B>, mut origin: O, found: Found) -> Reply<O, B>
     where
-        B: Send + 'static,
+        B: 'static,
         O: Origin<B>,
     {
         let flight_key = found.key.as_str().to_owned();
@@ -397,62 +413,73 @@ impl Engine {
         (reply, Some(Arc::new(stored)))
     }
 
-    /// Serves a stale response now and asks the origin again in the background, once per key.
-    fn refresh_in_background<B, O>(
+    /// Asks the origin again in the background (once per key at a time) with the client's
+    /// request, whose stale answer is already on its way.
+    fn refresh_in_background<B, O: Origin<B>>(
         self: &Arc<Self>,
-        request: &Request<B>,
-        mut origin: O,
+        mut request: Request<B>,
+        origin: O,
         found: &Found,
         index: usize,
-    ) where
-        B: Default + Send + 'static,
-        O: Origin<B> + Clone,
-    {
-        let engine = Arc::clone(self);
-        let mut refresh = Request::new(B::default());
-        *refresh.method_mut() = Method::GET;
-        *refresh.uri_mut() = request.uri().clone();
-        *refresh.headers_mut() = request.headers().clone();
-        let stored_headers = found.variants.0[index].headers();
-        conditional::add_validators(refresh.headers_mut(), &stored_headers);
+    ) {
         let client_headers = request.headers().clone();
-        let variants = found.variants.clone();
-        let key = found.key.clone();
-        tokio::spawn(async move {
-            let Flight::Leader(_leader) = engine.refreshes.join(key.as_str()) else {
-                return;
+        conditional::add_validators(request.headers_mut(), &found.variants.0[index].headers());
+        let refresh = Refresh {
+            request,
+            client_headers,
+            variants: found.variants.clone(),
+            index,
+            key: found.key.clone(),
+        };
+        origin.spawn_refresh(Arc::clone(self), refresh);
+    }
+
+    /// The background half of [`refresh_in_background`](Self::refresh_in_background).
+    pub(crate) async fn run_refresh<B, O: Origin<B>>(
+        self: Arc<Self>,
+        mut origin: O,
+        refresh: Refresh<B>,
+    ) {
+        let Refresh {
+            request,
+            client_headers,
+            variants,
+            index,
+            key,
+        } = refresh;
+        let Flight::Leader(_leader) = self.refreshes.join(key.as_str()) else {
+            return;
+        };
+        let sent = now();
+        let Ok(response) = origin.send(request).await else {
+            return;
+        };
+        if response.status() == StatusCode::NOT_MODIFIED {
+            let mut updated = variants.0[index].clone();
+            let mut headers = updated.headers();
+            policy::update_headers(&mut headers, response.headers());
+            updated.set_headers(&headers);
+            updated.timing = Timing {
+                request_time: sent,
+                response_time: now(),
             };
-            let sent = now();
-            let Ok(response) = origin.send(refresh).await else {
-                return;
-            };
-            if response.status() == StatusCode::NOT_MODIFIED {
-                let mut updated = variants.0[index].clone();
-                let mut headers = stored_headers;
-                policy::update_headers(&mut headers, response.headers());
-                updated.set_headers(&headers);
-                updated.timing = Timing {
-                    request_time: sent,
-                    response_time: now(),
-                };
-                let mut variants = variants;
-                variants.insert(updated);
-                engine.save(&key, &variants).await;
-            } else {
-                let found = Found { variants, key };
-                let (reply, _) = engine
-                    .store_or_pass(
-                        &Method::GET,
-                        &client_headers,
-                        response,
-                        sent,
-                        found,
-                        "fwd=stale",
-                    )
-                    .await;
-                drop(reply);
-            }
-        });
+            let mut variants = variants;
+            variants.insert(updated);
+            self.save(&key, &variants).await;
+        } else {
+            let found = Found { variants, key };
+            let (reply, _) = self
+                .store_or_pass(
+                    &Method::GET,
+                    &client_headers,
+                    response,
+                    sent,
+                    found,
+                    "fwd=stale",
+                )
+                .await;
+            drop(reply);
+        }
     }
 
     /// A stored response as an answer: with `Age`, `Cache-Status`, and as a 304 when the

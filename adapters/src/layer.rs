@@ -17,7 +17,7 @@ use tower_service::Service;
 
 use crate::body::CacheBody;
 use crate::config::Config;
-use crate::engine::{Engine, Origin};
+use crate::engine::{Engine, Origin, Refresh};
 
 /// Caches responses per RFC 9111 (shared cache) in a [`Cache`]: memory or Redis, so that a
 /// response cached by one replica is a hit on every other.
@@ -151,6 +151,10 @@ where
         std::future::poll_fn(|cx| self.0.poll_ready(cx)).await?;
         self.0.call(request).await
     }
+
+    fn spawn_refresh(self, engine: Arc<Engine>, refresh: Refresh<B>) {
+        tokio::spawn(engine.run_refresh(self, refresh));
+    }
 }
 
 impl<S, B, RB> Service<Request<B>> for HttpCache<S>
@@ -158,7 +162,7 @@ where
     S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Send + 'static,
-    B: Default + Send + 'static,
+    B: Send + 'static,
     RB: Body<Data = Bytes> + Send + Unpin + 'static,
 {
     type Response = Response<CacheBody<RB>>;
