@@ -1,9 +1,9 @@
 //! The caching flow shared by every framework shell: look up, decide, validate, coalesce,
 //! store. Decisions come from [`policy`](crate::policy); storage is a [`cache_core::Cache`].
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -57,7 +57,9 @@ pub(crate) struct Engine {
     cache: Cache,
     config: Config,
     misses: SingleFlight<Option<Arc<StoredResponse>>>,
-    refreshes: SingleFlight<()>,
+    /// Keys with a background refresh under way: claimed before it is spawned, so that stale
+    /// hits arriving before it starts do not spawn another.
+    refreshing: Mutex<HashSet<String>>,
 }
 
 fn now() -> u64 {
@@ -70,7 +72,7 @@ impl Engine {
             cache,
             config,
             misses: SingleFlight::new(),
-            refreshes: SingleFlight::new(),
+            refreshing: Mutex::default(),
         }
     }
 
@@ -424,6 +426,14 @@ impl Engine {
     ) {
         let client_headers = request.headers().clone();
         conditional::add_validators(request.headers_mut(), &found.variants.0[index].headers());
+        let claimed = self
+            .refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(found.key.as_str().to_owned());
+        if !claimed {
+            return;
+        }
         let refresh = Refresh {
             request,
             client_headers,
@@ -447,9 +457,19 @@ impl Engine {
             index,
             key,
         } = refresh;
-        let Flight::Leader(_leader) = self.refreshes.join(key.as_str()) else {
-            return;
+        let _claim = Claim {
+            engine: &self,
+            key: key.as_str().to_owned(),
         };
+        // A request that read the stale entry just before another refresh stored a new one
+        // must not refresh it again.
+        let current = self.load(&key).await;
+        let still_stale = current
+            .select(&client_headers)
+            .is_some_and(|i| current.0[i] == variants.0[index]);
+        if !still_stale {
+            return;
+        }
         let sent = now();
         let Ok(response) = origin.send(request).await else {
             return;
@@ -640,6 +660,22 @@ impl Engine {
         {
             tracing::debug!(error = %err, "could not store a response");
         }
+    }
+}
+
+/// Releases a background refresh's claim on its key when the refresh ends, however it ends.
+struct Claim<'a> {
+    engine: &'a Engine,
+    key: String,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.engine
+            .refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
     }
 }
 

@@ -34,8 +34,8 @@ use crate::engine::{Engine, Origin, Refresh};
 #[must_use]
 #[derive(Clone, Debug)]
 pub struct HttpCacheLayer {
-    cache: Cache,
-    config: Config,
+    pub(crate) cache: Cache,
+    pub(crate) config: Config,
 }
 
 impl HttpCacheLayer {

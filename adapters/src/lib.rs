@@ -26,6 +26,8 @@
 //! |---|---|---|
 //! | `actix` | no | actix-web middleware |
 
+#[cfg(feature = "actix")]
+mod actix;
 mod body;
 mod config;
 mod engine;
@@ -33,5 +35,7 @@ mod layer;
 pub mod policy;
 mod stored;
 
+#[cfg(feature = "actix")]
+pub use crate::actix::ActixHttpCache;
 pub use crate::body::CacheBody;
 pub use crate::layer::{HttpCache, HttpCacheLayer, ResponseFuture};

@@ -11,7 +11,7 @@ const MAX_VARIANTS: usize = 16;
 
 /// A response as stored: status, headers (repeats kept, hop-by-hop removed), body, the request
 /// header values its `Vary` selected it by, and when it was fetched.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct StoredResponse {
     pub(crate) status: u16,
     headers: Vec<(String, Bytes)>,

@@ -137,6 +137,19 @@ fn app(hits: Hits, layer: HttpCacheLayer) -> Router {
             }),
         )
         .route(
+            "/swr",
+            get(|State(h): State<Hits>| async move {
+                let n = h.bump();
+                (
+                    [(
+                        header::CACHE_CONTROL,
+                        "max-age=1, stale-while-revalidate=60",
+                    )],
+                    format!("version {n}"),
+                )
+            }),
+        )
+        .route(
             "/private",
             get(|State(h): State<Hits>| async move {
                 h.bump();
@@ -208,7 +221,49 @@ on_every_backend!(
     a_client_revalidating_gets_304_from_the_cache,
     concurrent_misses_reach_the_handler_once,
     oversized_bodies_stream_and_are_not_stored,
+    byte_ranges_are_served_from_a_stored_response,
+    stale_while_revalidate_serves_stale_and_refreshes_in_the_background,
 );
+
+async fn byte_ranges_are_served_from_a_stored_response(fx: &Fixture) {
+    let hits = Hits::default();
+    let app = app(hits.clone(), HttpCacheLayer::new(fx.cache().await));
+    assert_eq!(send(&app, get_req("/foods/9")).await.2, "food 9 #1");
+    let (status, headers, body) = send(&app, with("/foods/9", "range", "bytes=0-3")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::PARTIAL_CONTENT, "food")
+    );
+    assert_eq!(
+        headers.get(header::CONTENT_RANGE).map(|v| v.as_bytes()),
+        Some(&b"bytes 0-3/9"[..])
+    );
+    assert_eq!(
+        send(&app, with("/foods/9", "range", "bytes=-2")).await.2,
+        "#1"
+    );
+    assert_eq!(hits.get(), 1, "ranges come from the stored response");
+}
+
+async fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background(fx: &Fixture) {
+    let hits = Hits::default();
+    let app = app(hits.clone(), HttpCacheLayer::new(fx.cache().await));
+    assert_eq!(send(&app, get_req("/swr")).await.2, "version 1");
+    // Once stale (max-age=1), a request is answered with the stale version at once...
+    let served_stale = support::eventually(Duration::from_secs(5), || async {
+        let (_, headers, body) = send(&app, get_req("/swr")).await;
+        status_of(&headers).contains("fwd=stale") && body == "version 1"
+    })
+    .await;
+    assert!(served_stale, "a stale response is served inside the window");
+    // ...while one background request refreshes the entry.
+    let refreshed = support::eventually(Duration::from_secs(5), || async {
+        send(&app, get_req("/swr")).await.2 == "version 2"
+    })
+    .await;
+    assert!(refreshed, "the background refresh stored the new version");
+    assert_eq!(hits.get(), 2, "exactly one refresh");
+}
 
 async fn a_fresh_response_is_served_from_the_cache(fx: &Fixture) {
     let hits = Hits::default();
