@@ -277,6 +277,12 @@ impl Engine {
         B: 'static,
         O: Origin<B>,
     {
+        // RFC 9211: nothing stored for the URL, or nothing for this request's Vary values.
+        let fwd = if found.variants.0.is_empty() {
+            "fwd=uri-miss"
+        } else {
+            "fwd=vary-miss"
+        };
         let flight_key = found.key.as_str().to_owned();
         let leader = match self.misses.join(&flight_key) {
             Flight::Leader(leader) => Some(leader),
@@ -311,7 +317,7 @@ impl Engine {
         let sent = now();
         let response = origin.send(request).await?;
         let (reply, stored) = self
-            .store_or_pass(&method, &headers, response, sent, found, "fwd=miss")
+            .store_or_pass(&method, &headers, response, sent, found, fwd)
             .await;
         if let Some(leader) = leader {
             leader.publish(stored);

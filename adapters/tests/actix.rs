@@ -186,7 +186,7 @@ async fn a_fresh_response_is_served_from_the_cache(fx: &Fixture) {
         read(test::call_service(&app, get("/foods/1").to_request()).await).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "food 1 #1"));
     assert!(
-        status_of(&headers).contains("fwd=miss; stored"),
+        status_of(&headers).contains("fwd=uri-miss; stored"),
         "{headers:?}"
     );
     let (_, headers, body) =
