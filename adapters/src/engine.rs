@@ -293,13 +293,7 @@ impl Engine {
                     let headers = stored.headers();
                     let cc = CacheControl::response(&headers);
                     let age = freshness::current_age(&headers, stored.timing, now());
-                    let lifetime = freshness::freshness_lifetime(
-                        stored.status(),
-                        &headers,
-                        &cc,
-                        stored.timing,
-                        self.config.rules.heuristics,
-                    );
+                    let lifetime = self.lifetime(&stored, &headers, &cc);
                     return Ok(self.serve(
                         request.method(),
                         request.headers(),

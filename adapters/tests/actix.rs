@@ -146,28 +146,7 @@ fn status_of(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[actix_web::test]
-                async fn $name() {
-                    super::$name(&super::Fixture::memory()).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[actix_web::test]
-                async fn $name() {
-                    super::$name(&super::Fixture::redis()).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+support::on_every_backend!(actix:
     a_fresh_response_is_served_from_the_cache,
     vary_keeps_variants_apart,
     users_never_see_each_others_responses,

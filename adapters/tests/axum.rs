@@ -190,28 +190,7 @@ fn status_of(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&super::Fixture::memory()).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&super::Fixture::redis()).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+support::on_every_backend!(
     a_fresh_response_is_served_from_the_cache,
     vary_keeps_variants_apart,
     users_never_see_each_others_responses,

@@ -117,28 +117,7 @@ async fn send(
     )
 }
 
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&super::Fixture::memory()).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&super::Fixture::redis()).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+support::on_every_backend!(
     fresh_responses_are_served_by_the_proxy,
     extension_methods_headers_and_bodies_are_forwarded,
     any_status_passes_through,

@@ -13,29 +13,7 @@ use support::{Fixture, eventually};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// Runs each named body once on the memory backend and once on a fresh redis-server.
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&super::Fixture::memory()).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&super::Fixture::redis()).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+support::on_every_backend!(
     typed_values_roundtrip,
     missing_keys_are_none,
     keys_from_str_string_and_key_builder_agree,

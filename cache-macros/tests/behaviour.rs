@@ -138,28 +138,7 @@ impl AsRef<Db> for Db {
     }
 }
 
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&super::Fixture::memory()).await;
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(&super::Fixture::redis()).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+support::on_every_backend!(
     hits_after_the_first_call,
     err_is_never_cached,
     none_is_cached_only_when_asked,

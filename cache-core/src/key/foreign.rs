@@ -3,6 +3,19 @@
 #[allow(unused_imports)]
 use super::{KeyPart, PartWriter};
 
+/// `KeyPart` through `Display`, for types whose display form is their canonical text.
+#[allow(unused_macros)]
+macro_rules! display_parts {
+    ($($ty:ty),*) => {$(
+        impl KeyPart for $ty {
+            /// The `Display` form (ISO 8601 for dates and times).
+            fn write_part(&self, out: &mut PartWriter<'_>) {
+                out.push_display(self);
+            }
+        }
+    )*};
+}
+
 #[cfg(feature = "uuid")]
 impl KeyPart for uuid::Uuid {
     /// The hyphenated lowercase form.
@@ -14,17 +27,6 @@ impl KeyPart for uuid::Uuid {
 #[cfg(feature = "chrono")]
 mod chrono_parts {
     use super::{KeyPart, PartWriter};
-
-    macro_rules! display_parts {
-        ($($ty:ty),*) => {$(
-            impl KeyPart for $ty {
-                /// The ISO 8601 form.
-                fn write_part(&self, out: &mut PartWriter<'_>) {
-                    out.push_display(self);
-                }
-            }
-        )*};
-    }
 
     display_parts!(chrono::NaiveDate, chrono::NaiveTime, chrono::NaiveDateTime);
 
@@ -40,17 +42,6 @@ mod chrono_parts {
 #[cfg(feature = "time")]
 mod time_parts {
     use super::{KeyPart, PartWriter};
-
-    macro_rules! display_parts {
-        ($($ty:ty),*) => {$(
-            impl KeyPart for $ty {
-                /// The `Display` form.
-                fn write_part(&self, out: &mut PartWriter<'_>) {
-                    out.push_display(self);
-                }
-            }
-        )*};
-    }
 
     display_parts!(time::Date, time::Time, time::PrimitiveDateTime);
 

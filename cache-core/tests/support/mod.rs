@@ -2,7 +2,7 @@
 //!
 //! `mod.rs` rather than `support.rs` beside the tests: Cargo would build a `tests/support.rs`
 //! as a test target of its own.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unused_macros, unused_imports, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -216,3 +216,34 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Runs each named `async fn(&Fixture)` body as two tests, `memory::NAME` and `redis::NAME`,
+/// each on its own backend (a fresh redis-server for every Redis test). The `actix:` form runs
+/// them on actix-web's runtime instead of a multi-threaded tokio one.
+macro_rules! on_every_backend {
+    (actix: $($name:ident),* $(,)?) => {
+        $crate::support::on_every_backend!(@with [actix_web::test] $($name),*);
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::support::on_every_backend!(@with [tokio::test(flavor = "multi_thread", worker_threads = 2)] $($name),*);
+    };
+    (@with [$attr:meta] $($name:ident),*) => {
+        mod memory {
+            $(
+                #[$attr]
+                async fn $name() {
+                    super::$name(&$crate::support::Fixture::memory()).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[$attr]
+                async fn $name() {
+                    super::$name(&$crate::support::Fixture::redis()).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_every_backend;
