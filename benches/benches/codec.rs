@@ -39,7 +39,7 @@ fn codec<T: Cacheable>(c: &mut Criterion, name: &str, value: &T) {
         b.iter(|| roundtrip::<Bincode, T>(black_box(value)));
     });
     group.bench_function("json", |b| {
-        b.iter(|| roundtrip::<Json, T>(black_box(value)))
+        b.iter(|| roundtrip::<Json, T>(black_box(value)));
     });
     group.finish();
 }

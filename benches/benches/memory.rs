@@ -47,7 +47,7 @@ fn hits<T: Cacheable + std::fmt::Debug>(c: &mut Criterion, rt: &Runtime, size: &
         cache.set(&key, &value, TTL).await.expect("memory set");
         moka.insert(key.clone(), value.clone()).await;
     });
-    sharded.set(key.clone(), value.clone());
+    sharded.set(key.clone(), value);
     assert!(rt.block_on(cache.get::<T>(&key)).expect("get").is_some());
     assert!(rt.block_on(moka.get(&key)).is_some());
     assert!(sharded.get(&key).is_some());

@@ -25,7 +25,7 @@ fn load(user_id: i64) -> DailyMeals {
     }
 }
 
-/// `#[cache_result]` over [`load`].
+/// `#[cache_result]` over the loader (a copy of the ~1 KiB value).
 #[cache_result(expire = 600, key_prefix = "read_through", cache = cache)]
 pub async fn with_macro(cache: &Cache, user_id: i64) -> DailyMeals {
     load(user_id)

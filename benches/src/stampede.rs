@@ -84,11 +84,15 @@ impl Tally {
     /// Records the tally as the fact `stampede_{name}`.
     pub fn record(&self, name: &str) {
         let (rounds, min, max) = *self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if rounds == 0 {
+            // Filtered out of this run: leave the last run's fact alone.
+            return;
+        }
         crate::facts::record(
             &format!("stampede_{name}"),
             &serde_json::json!({
                 "rounds": rounds,
-                "min_loader_runs": if rounds == 0 { 0 } else { min },
+                "min_loader_runs": min,
                 "max_loader_runs": max,
                 "tasks": TASKS,
                 "loader_ms": LOADER_TIME.as_millis(),

@@ -244,36 +244,34 @@ enum Batch<T> {
 }
 
 impl<T: Cacheable> Op for Batch<T> {
-    fn run(&mut self) -> impl Future<Output = bool> + Send {
-        async move {
-            match self {
-                Self::GetMany(cache, keys, _) => match cache.get_many::<T>(keys).await {
-                    Ok(found) => black_box(found).iter().all(Option::is_some),
-                    Err(_) => false,
-                },
-                Self::Sequential(cache, keys, _) => {
-                    let mut all = true;
-                    for key in keys.iter() {
-                        all &= matches!(black_box(cache.get::<T>(key).await), Ok(Some(_)));
-                    }
-                    all
+    async fn run(&mut self) -> bool {
+        match self {
+            Self::GetMany(cache, keys, _) => match cache.get_many::<T>(keys).await {
+                Ok(found) => black_box(found).iter().all(Option::is_some),
+                Err(_) => false,
+            },
+            Self::Sequential(cache, keys, _) => {
+                let mut all = true;
+                for key in keys.iter() {
+                    all &= matches!(black_box(cache.get::<T>(key).await), Ok(Some(_)));
                 }
-                Self::RawMget(conn, keys, decode, _) => {
-                    let found: Vec<Option<Vec<u8>>> =
-                        match redis::cmd("MGET").arg(&keys[..]).query_async(conn).await {
-                            Ok(found) => found,
-                            Err(_) => return false,
-                        };
-                    if *decode {
-                        found.iter().all(|b| {
-                            b.as_deref()
-                                .and_then(raw::decode::<T>)
-                                .map(black_box)
-                                .is_some()
-                        })
-                    } else {
-                        black_box(found).iter().all(Option::is_some)
-                    }
+                all
+            }
+            Self::RawMget(conn, keys, decode, _) => {
+                let found: Vec<Option<Vec<u8>>> =
+                    match redis::cmd("MGET").arg(&keys[..]).query_async(conn).await {
+                        Ok(found) => found,
+                        Err(_) => return false,
+                    };
+                if *decode {
+                    found.iter().all(|b| {
+                        b.as_deref()
+                            .and_then(raw::decode::<T>)
+                            .map(black_box)
+                            .is_some()
+                    })
+                } else {
+                    black_box(found).iter().all(Option::is_some)
                 }
             }
         }
@@ -332,14 +330,12 @@ enum ReadThrough {
 }
 
 impl Op for ReadThrough {
-    fn run(&mut self) -> impl Future<Output = bool> + Send {
-        async move {
-            let value = match self {
-                Self::Macro(cache) => read_through::with_macro(cache, 42).await,
-                Self::ByHand(cache) => read_through::by_hand(cache, 42).await,
-            };
-            black_box(value).user_id == 42
-        }
+    async fn run(&mut self) -> bool {
+        let value = match self {
+            Self::Macro(cache) => read_through::with_macro(cache, 42).await,
+            Self::ByHand(cache) => read_through::by_hand(cache, 42).await,
+        };
+        black_box(value).user_id == 42
     }
 }
 

@@ -30,20 +30,18 @@ pub(crate) enum Get<T> {
 }
 
 impl<T: Cacheable> Op for Get<T> {
-    fn run(&mut self) -> impl Future<Output = bool> + Send {
-        async move {
-            match self {
-                Self::CacheCore(cache, key) => {
-                    matches!(black_box(cache.get::<T>(*key).await), Ok(Some(_)))
-                }
-                Self::Raw(conn, key) => raw_get::<T>(conn, key).await,
-                Self::Deadpool(pool, key) => match pool.get().await {
-                    Ok(mut conn) => raw_get::<T>(&mut conn, key).await,
-                    Err(_) => false,
-                },
-                Self::Cached(store, key) => {
-                    matches!(black_box(store.async_cache_get(key).await), Ok(Some(_)))
-                }
+    async fn run(&mut self) -> bool {
+        match self {
+            Self::CacheCore(cache, key) => {
+                matches!(black_box(cache.get::<T>(*key).await), Ok(Some(_)))
+            }
+            Self::Raw(conn, key) => raw_get::<T>(conn, key).await,
+            Self::Deadpool(pool, key) => match pool.get().await {
+                Ok(mut conn) => raw_get::<T>(&mut conn, key).await,
+                Err(_) => false,
+            },
+            Self::Cached(store, key) => {
+                matches!(black_box(store.async_cache_get(key).await), Ok(Some(_)))
             }
         }
     }
@@ -77,19 +75,15 @@ pub(crate) enum Set<T> {
 }
 
 impl<T: Cacheable> Op for Set<T> {
-    fn run(&mut self) -> impl Future<Output = bool> + Send {
-        async move {
-            match self {
-                Self::CacheCore(cache, key, value) => cache.set(*key, value, TTL).await.is_ok(),
-                Self::Raw(conn, key, value) => raw_set(conn, key, value).await,
-                Self::Deadpool(pool, key, value) => match pool.get().await {
-                    Ok(mut conn) => raw_set(&mut conn, key, value).await,
-                    Err(_) => false,
-                },
-                Self::Cached(store, key, value) => {
-                    store.async_cache_set_ref(key, value).await.is_ok()
-                }
-            }
+    async fn run(&mut self) -> bool {
+        match self {
+            Self::CacheCore(cache, key, value) => cache.set(*key, value, TTL).await.is_ok(),
+            Self::Raw(conn, key, value) => raw_set(conn, key, value).await,
+            Self::Deadpool(pool, key, value) => match pool.get().await {
+                Ok(mut conn) => raw_set(&mut conn, key, value).await,
+                Err(_) => false,
+            },
+            Self::Cached(store, key, value) => store.async_cache_set_ref(key, value).await.is_ok(),
         }
     }
 }
