@@ -21,3 +21,4 @@ pub mod read_through;
 pub mod server;
 pub mod settings;
 pub mod stampede;
+pub mod variants;

@@ -14,8 +14,6 @@
 // A benchmark whose setup fails has nothing to measure: it stops, loudly.
 #![allow(clippy::expect_used)]
 
-mod ops;
-
 use std::hint::black_box;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -33,7 +31,7 @@ use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use redis::aio::MultiplexedConnection;
 use tokio::runtime::Runtime;
 
-use crate::ops::{CachedStore, Get, Set, TTL};
+use cache_benches::variants::{Batch, CachedStore, Get, Set, TTL};
 
 /// Single-task latency, then throughput at each concurrency.
 const MODES: [(&str, usize); 4] = [
@@ -226,56 +224,6 @@ fn hits_and_sets<T: Cacheable>(c: &mut Criterion, sides: &Sides, size: &str, val
             Set::Cached(stores(side), set_key, value.clone()),
         ]
     });
-}
-
-/// 100 keys read in one `get_many`, or one `get` after another.
-#[derive(Clone)]
-enum Batch<T> {
-    GetMany(Cache, Arc<[String]>, PhantomData<fn() -> T>),
-    Sequential(Cache, Arc<[String]>, PhantomData<fn() -> T>),
-    /// Where `get_many`'s time goes: the raw `MGET` of the same keys, with and without the
-    /// 100 decodes.
-    RawMget(
-        MultiplexedConnection,
-        Arc<[String]>,
-        bool,
-        PhantomData<fn() -> T>,
-    ),
-}
-
-impl<T: Cacheable> Op for Batch<T> {
-    async fn run(&mut self) -> bool {
-        match self {
-            Self::GetMany(cache, keys, _) => match cache.get_many::<T>(keys).await {
-                Ok(found) => black_box(found).iter().all(Option::is_some),
-                Err(_) => false,
-            },
-            Self::Sequential(cache, keys, _) => {
-                let mut all = true;
-                for key in keys.iter() {
-                    all &= matches!(black_box(cache.get::<T>(key).await), Ok(Some(_)));
-                }
-                all
-            }
-            Self::RawMget(conn, keys, decode, _) => {
-                let found: Vec<Option<Vec<u8>>> =
-                    match redis::cmd("MGET").arg(&keys[..]).query_async(conn).await {
-                        Ok(found) => found,
-                        Err(_) => return false,
-                    };
-                if *decode {
-                    found.iter().all(|b| {
-                        b.as_deref()
-                            .and_then(raw::decode::<T>)
-                            .map(black_box)
-                            .is_some()
-                    })
-                } else {
-                    black_box(found).iter().all(Option::is_some)
-                }
-            }
-        }
-    }
 }
 
 fn batch<T: Cacheable>(c: &mut Criterion, side: &Side, size: &str, value: &T) {
