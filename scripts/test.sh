@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check and test the project has, on a fresh Debian/Ubuntu machine.
 # Installs what the tests need (redis-server) when it is missing, then runs
-# fmt, clippy -D warnings, rustdoc -D warnings and the whole test suite.
+# fmt, clippy -D warnings, a build of the benches, rustdoc -D warnings and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,9 @@ cargo fmt --all --check
 
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+echo "==> cargo bench --no-run (the benches compile; run them with benches/run.sh)"
+cargo bench -p cache-benches --no-run --locked
 
 echo "==> cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked --quiet

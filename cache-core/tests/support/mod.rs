@@ -2,7 +2,14 @@
 //!
 //! `mod.rs` rather than `support.rs` beside the tests: Cargo would build a `tests/support.rs`
 //! as a test target of its own.
-#![allow(dead_code, unused_macros, unused_imports, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unused_macros,
+    unused_imports,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
