@@ -61,19 +61,30 @@ fn rate_fig(s: Option<Stat>) -> String {
 
 /// A time ratio (project / peer), as is: lower is better.
 fn time_ratio(p: Option<Paired>) -> String {
+    time_ratio_to(p, 3)
+}
+
+/// The same with `digits` decimals (the targets table: enough to see which side of a
+/// threshold a ratio falls).
+fn time_ratio_to(p: Option<Paired>, digits: usize) -> String {
     p.map_or_else(
         || "n/a".to_owned(),
-        |p| format!("{:.3}x ({:.2}–{:.2})", p.median, p.p10, p.p90),
+        |p| format!("{:.*}x ({:.2}–{:.2})", digits, p.median, p.p10, p.p90),
     )
 }
 
 /// A time ratio turned into a throughput ratio (peer time / project time): higher is better.
 fn rate_ratio(p: Option<Paired>) -> String {
+    rate_ratio_to(p, 3)
+}
+
+fn rate_ratio_to(p: Option<Paired>, digits: usize) -> String {
     p.map_or_else(
         || "n/a".to_owned(),
         |p| {
             format!(
-                "{:.3}x ({:.2}–{:.2})",
+                "{:.*}x ({:.2}–{:.2})",
+                digits,
                 1.0 / p.median,
                 1.0 / p.p90,
                 1.0 / p.p10
@@ -116,7 +127,7 @@ fn targets(run: &Run) -> Vec<Target> {
         rows.push(Target {
             target: format!("Redis hit latency, {label}: <= 1.10x raw multiplexed GET + decode"),
             figures: format!("{} vs {}", time_fig(a), time_fig(b)),
-            paired: time_ratio(p),
+            paired: time_ratio_to(p, 4),
             criterion: median_ratio(a, b),
             met: p.map(|p| p.median <= 1.10),
         });
@@ -132,7 +143,7 @@ fn targets(run: &Run) -> Vec<Target> {
                     op.to_uppercase()
                 ),
                 figures: format!("{} vs {}", rate_fig(a), rate_fig(b)),
-                paired: rate_ratio(p),
+                paired: rate_ratio_to(p, 4),
                 criterion: median_ratio(a, b),
                 met: p.map(|p| 1.0 / p.median >= 0.90),
             });
@@ -146,7 +157,7 @@ fn targets(run: &Run) -> Vec<Target> {
                 if let Some(p) = run.paired(&format!("redis_{op}_{size}_{mode}_vs_cached")) {
                     seen += 1;
                     if p.median >= 1.0 {
-                        slower.push(format!("{op} {size} {mode} ({:.3}x time)", p.median));
+                        slower.push(format!("{op} {size} {mode} ({:.4}x time)", p.median));
                     }
                 }
             }
@@ -170,7 +181,7 @@ fn targets(run: &Run) -> Vec<Target> {
         rows.push(Target {
             target: format!("memory hit, {label}: <= 1.5x a moka::future::Cache get"),
             figures: format!("{} vs {}", time_fig(a), time_fig(b)),
-            paired: time_ratio(p),
+            paired: time_ratio_to(p, 4),
             criterion: median_ratio(a, b),
             met: p.map(|p| p.median <= 1.5),
         });
@@ -182,7 +193,7 @@ fn targets(run: &Run) -> Vec<Target> {
         rows.push(Target {
             target: format!("`#[cache_result]` hit ({backend}): <= 1.05x hand-written"),
             figures: format!("{} vs {}", time_fig(a), time_fig(b)),
-            paired: time_ratio(p),
+            paired: time_ratio_to(p, 4),
             criterion: median_ratio(a, b),
             met: p.map(|p| p.median <= 1.05),
         });
