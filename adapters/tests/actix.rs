@@ -190,13 +190,26 @@ async fn a_fresh_response_is_served_from_the_cache(fx: &Fixture) {
 async fn vary_keeps_variants_apart(fx: &Fixture) {
     let hits = Hits::default();
     let app = app!(hits, HttpCacheLayer::new(fx.cache().await));
-    for _ in 0..2 {
-        for (lang, text) in [("fr", "bonjour"), ("en", "hello")] {
-            let request = get("/greeting")
-                .insert_header(("accept-language", lang))
-                .to_request();
-            assert_eq!(read(test::call_service(&app, request).await).await.2, text);
-        }
+    let greeting = |lang: &str| {
+        get("/greeting")
+            .insert_header(("accept-language", lang.to_owned()))
+            .to_request()
+    };
+    assert_eq!(
+        read(test::call_service(&app, greeting("fr")).await).await.2,
+        "bonjour"
+    );
+    let (_, headers, body) = read(test::call_service(&app, greeting("en")).await).await;
+    assert_eq!(body, "hello");
+    assert!(
+        status_of(&headers).contains("fwd=vary-miss"),
+        "stored for the URL, not for this variant: {headers:?}"
+    );
+    for (lang, text) in [("fr", "bonjour"), ("en", "hello")] {
+        assert_eq!(
+            read(test::call_service(&app, greeting(lang)).await).await.2,
+            text
+        );
     }
     assert_eq!(hits.get(), 2, "one origin request per variant");
 }

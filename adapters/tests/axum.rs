@@ -270,54 +270,34 @@ async fn a_fresh_response_is_served_from_the_cache(fx: &Fixture) {
 async fn vary_keeps_variants_apart(fx: &Fixture) {
     let hits = Hits::default();
     let app = app(hits.clone(), HttpCacheLayer::new(fx.cache().await));
-    assert_eq!(
-        send(&app, with("/greeting", "accept-language", "fr"))
-            .await
-            .2,
-        "bonjour"
+    let (_, _, body) = send(&app, with("/greeting", "accept-language", "fr")).await;
+    assert_eq!(body, "bonjour");
+    let (_, headers, body) = send(&app, with("/greeting", "accept-language", "en")).await;
+    assert_eq!(body, "hello");
+    assert!(
+        status_of(&headers).contains("fwd=vary-miss"),
+        "stored for the URL, not for this variant: {headers:?}"
     );
-    assert_eq!(
-        send(&app, with("/greeting", "accept-language", "en"))
-            .await
-            .2,
-        "hello"
-    );
-    assert_eq!(
-        send(&app, with("/greeting", "accept-language", "fr"))
-            .await
-            .2,
-        "bonjour"
-    );
-    assert_eq!(
-        send(&app, with("/greeting", "accept-language", "en"))
-            .await
-            .2,
-        "hello"
-    );
+    for (lang, text) in [("fr", "bonjour"), ("en", "hello")] {
+        assert_eq!(
+            send(&app, with("/greeting", "accept-language", lang))
+                .await
+                .2,
+            text
+        );
+    }
     assert_eq!(hits.get(), 2, "one origin request per variant");
 }
 
 async fn users_never_see_each_others_responses(fx: &Fixture) {
     let hits = Hits::default();
     let app = app(hits.clone(), HttpCacheLayer::new(fx.cache().await));
-    assert_eq!(
-        send(&app, with("/me", "authorization", "Bearer alice"))
-            .await
-            .2,
-        "profile of Bearer alice"
-    );
-    assert_eq!(
-        send(&app, with("/me", "authorization", "Bearer bob"))
-            .await
-            .2,
-        "profile of Bearer bob"
-    );
-    assert_eq!(
-        send(&app, with("/me", "authorization", "Bearer alice"))
-            .await
-            .2,
-        "profile of Bearer alice"
-    );
+    for who in ["Bearer alice", "Bearer bob", "Bearer alice"] {
+        assert_eq!(
+            send(&app, with("/me", "authorization", who)).await.2,
+            format!("profile of {who}")
+        );
+    }
     assert_eq!(
         hits.get(),
         3,

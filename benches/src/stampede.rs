@@ -100,3 +100,27 @@ impl Tally {
         );
     }
 }
+
+/// `iters` stampede rounds through cache-core's read-through on `cache`: the time they took,
+/// each round's loader runs added to `tally`. Shared by the memory and Redis benches.
+pub async fn cache_core_rounds(cache: &cache_core::Cache, iters: u64, tally: &Tally) -> Duration {
+    let ttl = Duration::from_secs(60);
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let cache = cache.clone();
+        let (took, runs) = round("stampede", move |key, runs| {
+            let cache = cache.clone();
+            async move {
+                cache
+                    .get_or_insert_with(&*key, ttl, || loader(runs))
+                    .await
+                    .user_id
+                    == 42
+            }
+        })
+        .await;
+        tally.add(runs);
+        total += took;
+    }
+    total
+}

@@ -330,25 +330,8 @@ fn stampede(c: &mut Criterion, side: &Side) {
 
     let tally = &Tally::default();
     group.bench_function("cache-core", |b| {
-        b.to_async(rt).iter_custom(|iters| async move {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let cache = fx.cache.clone();
-                let (took, runs) = stampede::round("stampede", move |key, runs| {
-                    let cache = cache.clone();
-                    async move {
-                        let value = cache
-                            .get_or_insert_with(&*key, ttl, || stampede::loader(runs))
-                            .await;
-                        value.user_id == 42
-                    }
-                })
-                .await;
-                tally.add(runs);
-                total += took;
-            }
-            total
-        });
+        b.to_async(rt)
+            .iter_custom(|iters| stampede::cache_core_rounds(&fx.cache, iters, tally));
     });
     tally.record("redis_cache_core");
 
