@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check and test the project has, on a fresh Debian/Ubuntu machine.
-# Installs what the tests need (redis-server) when it is missing, then runs
+# Installs what the tests need (redis-server, MariaDB) when it is missing, then runs
 # fmt, clippy -D warnings, a build of the benches, rustdoc -D warnings and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,10 +9,17 @@ as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v redis-server >/dev/null 2>&1; then
-    echo "==> installing redis-server (the tests start their own on 127.0.0.1)"
+# The tests start their own servers on 127.0.0.1 in temporary directories: redis-server for the
+# cache, and MariaDB (mariadbd, mariadb-install-db, the mariadb client) for the example app.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if ! command -v mariadb-install-db >/dev/null 2>&1 || ! { command -v mariadbd || test -x /usr/sbin/mariadbd; } >/dev/null 2>&1; then
+    missing+=(mariadb-server mariadb-client)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "==> installing ${missing[*]} (the tests start their own on 127.0.0.1)"
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 echo "==> cargo fmt --check"

@@ -1,0 +1,128 @@
+//! The service assembled: the shared [`AppState`] and the [`router`] with every route and the
+//! middleware around them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use cache_adapters::HttpCacheLayer;
+use cache_core::Cache;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::auth::JwtKeys;
+use crate::config::Config;
+use crate::db::Database;
+use crate::ratelimit::RateLimiter;
+use crate::{auth, error, foods, health, meals, openapi, ratelimit, stats, telemetry, users};
+
+/// The largest JSON body accepted.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+
+/// What every handler shares: cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database: the truth.
+    pub db: Database,
+    /// The cache: copies only.
+    pub cache: Cache,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// Token signing and checking.
+    pub jwt: Arc<JwtKeys>,
+    /// Per-user and per-IP limits.
+    pub limiter: RateLimiter,
+    /// When the process started.
+    pub started: Instant,
+}
+
+impl AppState {
+    /// Connects to the database (migrating it) and the cache that `config` names.
+    ///
+    /// `CACHE_URL` unset means the in-process memory cache, as with `Cache::from_env`; the URL
+    /// comes through [`Config`] so that tests can run several stacks in one process. A Redis that
+    /// does not answer at start is an error (a misconfiguration should be loud); once running,
+    /// a Redis failure only makes requests slower.
+    ///
+    /// # Errors
+    /// An unreachable database or cache, or a failed migration.
+    pub async fn new(config: Config) -> anyhow::Result<Self> {
+        // Before the cache, so that its metric handles register with the recorder.
+        let _ = telemetry::prometheus();
+        let db = Database::connect(&config.database_url, config.database_max_connections).await?;
+        let mut cache = Cache::builder().namespace("calories");
+        if let Some(url) = &config.cache_url {
+            cache = cache.url(url.clone());
+        }
+        let cache = cache.build().await?;
+        let limiter = match &config.cache_url {
+            Some(url) => {
+                RateLimiter::redis(
+                    url,
+                    config.rate_limit_per_minute,
+                    config.rate_limit_anon_per_minute,
+                )
+                .await?
+            }
+            None => RateLimiter::local(
+                config.rate_limit_per_minute,
+                config.rate_limit_anon_per_minute,
+            ),
+        };
+        Ok(Self {
+            db,
+            cache,
+            jwt: Arc::new(JwtKeys::new(&config.jwt_secret, config.jwt_ttl)),
+            config: Arc::new(config),
+            limiter,
+            started: Instant::now(),
+        })
+    }
+}
+
+/// Every route, with its middleware.
+///
+/// Outermost first: panic catcher, tracing, metrics; then, for the API only, the rate limiter;
+/// `/foods` also goes through the HTTP cache layer. Health and metrics are never rate limited.
+pub fn router(state: AppState) -> Router {
+    let foods = Router::new()
+        .route("/foods", get(foods::search))
+        .layer(HttpCacheLayer::new(state.cache.clone()).max_body_bytes(512 * 1024));
+    let api = Router::new()
+        .route("/auth/register", post(auth::register))
+        .route("/auth/login", post(auth::login))
+        .route("/users/me", get(users::me).patch(users::update_me))
+        .route("/meals", get(meals::list).post(meals::create))
+        .route(
+            "/meals/upload",
+            post(meals::upload).layer(meals::upload_body_limit()),
+        )
+        .route("/meals/daily", get(meals::daily))
+        .route("/meals/{id}", get(meals::get_one).delete(meals::delete))
+        .route("/meals/{id}/photo", get(meals::photo))
+        .route("/stats", get(stats::stats))
+        .merge(foods)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
+        ));
+    let operations = Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/health", get(health::health))
+        .route("/metrics", get(telemetry::metrics))
+        .route("/openapi.json", get(openapi::openapi_json));
+    Router::new()
+        .merge(api)
+        .merge(operations)
+        .fallback(error::route_not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .layer(middleware::from_fn(telemetry::track))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        .with_state(state)
+}

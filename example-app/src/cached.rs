@@ -1,0 +1,66 @@
+//! What the app caches, under which keys, and what each write invalidates: the one place to read
+//! to know why a user always reads their own writes.
+//!
+//! | key | holds | TTL | dropped by |
+//! |---|---|---|---|
+//! | `profile:{user}` | `GET /users/me` | 10 min | `PATCH /users/me` |
+//! | `daily:{user}:{date}` | `GET /meals/daily` for one local day | 1 h | a meal written or deleted on that day; `PATCH /users/me` |
+//! | `user_stats:{user}:{days}:{today}` | `GET /stats` (`#[cache_result]`) | 30 min | any meal write; `PATCH /users/me` |
+//! | `http:..` | `GET /foods` responses (the HTTP layer) | `max-age` | never written by users |
+//!
+//! Invalidation runs after the database commit. A cache that is down cannot be told, and the
+//! write still succeeds (the database is the truth); the entry then ages out by its TTL, and the
+//! failure is logged and counted by cache-core.
+
+use cache_core::{Cache, Key, key};
+use chrono::NaiveDate;
+
+/// The key of a user's cached profile.
+#[must_use]
+pub fn profile(user: i64) -> Key {
+    key!("profile", user)
+}
+
+/// The key of one user's day.
+#[must_use]
+pub fn daily(user: i64, date: NaiveDate) -> Key {
+    key!("daily", user, date)
+}
+
+/// The prefix `#[cache_result]` puts before the stats' arguments.
+pub const STATS_PREFIX: &str = "user_stats";
+
+/// After a meal on `date` was written or deleted: that day and every stat of the user.
+pub async fn forget_meal_day(cache: &Cache, user: i64, date: NaiveDate) {
+    absorb(cache.delete(daily(user, date)).await.map(drop));
+    absorb(
+        cache
+            .delete_pattern(key!(STATS_PREFIX, user).prefix_pattern())
+            .await
+            .map(drop),
+    );
+}
+
+/// After the profile changed: the profile, every day and every stat of the user.
+pub async fn forget_user(cache: &Cache, user: i64) {
+    absorb(cache.delete(profile(user)).await.map(drop));
+    absorb(
+        cache
+            .delete_pattern(key!("daily", user).prefix_pattern())
+            .await
+            .map(drop),
+    );
+    absorb(
+        cache
+            .delete_pattern(key!(STATS_PREFIX, user).prefix_pattern())
+            .await
+            .map(drop),
+    );
+}
+
+/// A failed invalidation is logged, never returned: the write it follows has already succeeded.
+fn absorb(result: cache_core::Result<()>) {
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "cache invalidation failed; the entry will expire by its TTL");
+    }
+}

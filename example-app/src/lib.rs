@@ -1,0 +1,88 @@
+//! calories-app: a calories-tracking service, written the way a Rust team would ship it, that
+//! shows cache-core's three uses against real traffic, a real database and real invalidation:
+//!
+//! - the typed API: `GET /meals/daily` ([`meals::daily`]) and `GET /users/me` ([`users::profile`]);
+//! - `#[cache_result]`: `GET /stats` ([`stats::user_stats`]);
+//! - the HTTP layer: `GET /foods` ([`foods::search`]) through cache-adapters.
+//!
+//! [`cached`] lists every key and what invalidates it. It runs with no services at all (SQLite in
+//! `./data`, the memory cache) and on MySQL and Redis when `DATABASE_URL` and `CACHE_URL` say so.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let state = calories_app::AppState::new(calories_app::Config::from_env()?).await?;
+//! let listener = tokio::net::TcpListener::bind(state.config.bind_addr).await?;
+//! calories_app::serve(listener, state, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod app;
+pub mod auth;
+pub mod cached;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod foods;
+pub mod health;
+pub mod meals;
+pub mod openapi;
+pub mod photos;
+pub mod probe;
+pub mod ratelimit;
+pub mod seed;
+pub mod stats;
+pub mod telemetry;
+pub mod users;
+pub mod validate;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+pub use crate::app::{AppState, router};
+pub use crate::config::Config;
+pub use crate::error::ApiError;
+pub use crate::openapi::ApiDoc;
+pub use crate::ratelimit::RateLimiter;
+
+/// Serves `state`'s router on `listener` until `shutdown` completes, then lets in-flight
+/// requests finish before returning.
+///
+/// # Errors
+/// The listener failed.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on SIGTERM (what Kubernetes and Docker send) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,115 @@
+//! The `calories-app` binary: serve (the default), migrate, seed, or check a running instance.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use calories_app::{AppState, Config, db::Database, probe, seed, telemetry};
+use clap::{Parser, Subcommand};
+
+/// A calories-tracking service. Configuration comes from the environment (and `.env`); see
+/// example-app/README.md.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve HTTP on BIND_ADDR (the default command).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Fill the database with a realistic data set.
+    Seed {
+        /// Users to add.
+        #[arg(long, default_value_t = 1000)]
+        users: u64,
+        /// Meals per user, spread over their last 30 days.
+        #[arg(long, default_value_t = 30)]
+        meals_per_user: u32,
+    },
+    /// Exit 0 when the service on BIND_ADDR answers /health/live with 200 (for container health checks).
+    Healthcheck,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("calories-app: configuration error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Healthcheck) = cli.command {
+        // No runtime and no logging: this runs every few seconds inside the container.
+        return match probe::check(config.bind_addr) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("unhealthy: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    telemetry::init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("calories-app: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("calories-app: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve | Command::Healthcheck => {
+            let addr = config.bind_addr;
+            let state = AppState::new(config).await?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (BIND_ADDR)"))?;
+            tracing::info!(
+                addr = %listener.local_addr()?,
+                database = ?state.db.dialect,
+                cache = state.cache.backend_name(),
+                "calories-app listening"
+            );
+            calories_app::serve(listener, state, calories_app::shutdown_signal()).await?;
+            tracing::info!("stopped");
+        }
+        Command::Migrate => {
+            Database::connect(&config.database_url, 1).await?;
+            tracing::info!("migrations applied");
+        }
+        Command::Seed {
+            users,
+            meals_per_user,
+        } => {
+            let db =
+                Database::connect(&config.database_url, config.database_max_connections).await?;
+            let report = seed::run(&db, users, meals_per_user, true).await?;
+            println!(
+                "seeded {} users and {} meals in {:.1} s (password for every seeded user: {})",
+                report.users,
+                report.meals,
+                report.elapsed.as_secs_f64(),
+                seed::SEED_PASSWORD
+            );
+        }
+    }
+    Ok(())
+}

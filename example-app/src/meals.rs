@@ -1,0 +1,516 @@
+//! Meals: create (JSON or multipart with a photo), list a page, read, delete, the photo, and the
+//! day view `GET /meals/daily`, cached per user and day with the typed API.
+//!
+//! Every query filters on the signed-in user, so another user's meal is a 404 like a meal that
+//! does not exist.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::{Json, Multipart, Path, Query};
+use crate::users::{self, User};
+use crate::{cached, photos, validate};
+
+/// How long a day view stays cached.
+pub const DAILY_TTL: Duration = Duration::from_secs(3600);
+
+/// The largest page `GET /meals` returns; larger `per_page` values are capped to it.
+pub const MAX_PER_PAGE: i64 = 100;
+
+/// A meal as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Meal {
+    /// The id.
+    pub id: i64,
+    /// When it was eaten (UTC).
+    pub eaten_at: DateTime<Utc>,
+    /// What it was.
+    pub name: String,
+    /// Energy, kcal.
+    pub calories: i64,
+    /// Protein, grams.
+    pub protein_g: f64,
+    /// Fat, grams.
+    pub fat_g: f64,
+    /// Carbohydrates, grams.
+    pub carbs_g: f64,
+    /// `/meals/{id}/photo` when the meal has a photo.
+    pub photo_url: Option<String>,
+}
+
+const MEAL_COLUMNS: &str = "id, eaten_at, name, calories, protein_g, fat_g, carbs_g, photo";
+
+impl Meal {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        let id: i64 = row.try_get("id")?;
+        let photo: Option<String> = row.try_get("photo")?;
+        Ok(Self {
+            id,
+            eaten_at: DateTime::from_timestamp(row.try_get("eaten_at")?, 0).unwrap_or_default(),
+            name: row.try_get("name")?,
+            calories: row.try_get("calories")?,
+            protein_g: row.try_get("protein_g")?,
+            fat_g: row.try_get("fat_g")?,
+            carbs_g: row.try_get("carbs_g")?,
+            photo_url: photo.map(|_| format!("/meals/{id}/photo")),
+        })
+    }
+}
+
+/// The body of `POST /meals` (and the text fields of `POST /meals/upload`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMeal {
+    /// What it was: 1 to 200 characters.
+    pub name: String,
+    /// Energy, 0 to 10,000 kcal.
+    pub calories: i64,
+    /// Protein, 0 to 1,000 g; default 0.
+    #[serde(default)]
+    pub protein_g: Option<f64>,
+    /// Fat, 0 to 1,000 g; default 0.
+    #[serde(default)]
+    pub fat_g: Option<f64>,
+    /// Carbohydrates, 0 to 1,000 g; default 0.
+    #[serde(default)]
+    pub carbs_g: Option<f64>,
+    /// RFC 3339 time such as `2026-11-26T12:30:00+01:00`; default now. From 2000 to one day ahead.
+    #[serde(default)]
+    pub eaten_at: Option<String>,
+}
+
+/// A checked [`NewMeal`].
+#[derive(Debug)]
+struct ValidMeal {
+    name: String,
+    calories: i64,
+    protein_g: f64,
+    fat_g: f64,
+    carbs_g: f64,
+    eaten_at: DateTime<Utc>,
+}
+
+impl NewMeal {
+    fn validate(self) -> Result<ValidMeal, ApiError> {
+        let grams = |field, value: Option<f64>| {
+            validate::number_in(field, value.unwrap_or(0.0), 0.0..=1000.0)
+        };
+        let eaten_at = match self.eaten_at.as_deref().map(str::trim) {
+            None | Some("") => Utc::now(),
+            Some(raw) => DateTime::parse_from_rfc3339(raw)
+                .map_err(|_| {
+                    ApiError::validation(format!(
+                        "eaten_at {:?} must be an RFC 3339 time such as 2026-11-26T12:30:00+01:00",
+                        validate::truncate(raw, 40)
+                    ))
+                })?
+                .with_timezone(&Utc),
+        };
+        let earliest = Utc
+            .with_ymd_and_hms(validate::MIN_YEAR, 1, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default();
+        if eaten_at < earliest || eaten_at > Utc::now() + chrono::Duration::days(1) {
+            return Err(ApiError::validation(format!(
+                "eaten_at must be between {} and one day from now",
+                earliest.date_naive()
+            )));
+        }
+        Ok(ValidMeal {
+            name: validate::text("name", &self.name, 1, 200)?,
+            calories: validate::int_in("calories", self.calories, 0..=10_000)?,
+            protein_g: grams("protein_g", self.protein_g)?,
+            fat_g: grams("fat_g", self.fat_g)?,
+            carbs_g: grams("carbs_g", self.carbs_g)?,
+            eaten_at,
+        })
+    }
+}
+
+/// Logs a meal.
+#[utoipa::path(post, path = "/meals", tag = "meals", security(("bearer" = [])), request_body = NewMeal,
+    responses((status = 201, body = Meal), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<NewMeal>,
+) -> Result<(StatusCode, Json<Meal>), ApiError> {
+    let meal = body.validate()?;
+    let profile = users::profile(&state, user.id).await?;
+    let created = insert(&state, &profile, meal, None).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Logs a meal with a photo: a `multipart/form-data` body with a `photo` file (JPEG, PNG or
+/// WebP, at most 5 MiB) and the fields of `POST /meals` as text parts.
+#[utoipa::path(post, path = "/meals/upload", tag = "meals", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "`photo` file plus the fields of POST /meals"),
+    responses((status = 201, body = Meal), (status = 413, body = crate::error::ErrorBody),
+              (status = 415, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Multipart(mut form): Multipart,
+) -> Result<(StatusCode, Json<Meal>), ApiError> {
+    let mut meal = NewMeal::default();
+    let mut calories = None;
+    let mut photo = None;
+    while let Some(field) = form.next_field().await? {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "photo" => photo = Some(photos::read_upload(field).await?),
+            "name" => meal.name = field.text().await?,
+            "calories" => calories = Some(parse_field::<i64>("calories", &field.text().await?)?),
+            "protein_g" => meal.protein_g = Some(parse_field("protein_g", &field.text().await?)?),
+            "fat_g" => meal.fat_g = Some(parse_field("fat_g", &field.text().await?)?),
+            "carbs_g" => meal.carbs_g = Some(parse_field("carbs_g", &field.text().await?)?),
+            "eaten_at" => meal.eaten_at = Some(field.text().await?),
+            other => {
+                return Err(ApiError::validation(format!(
+                    "unknown form field {:?}; expected photo, name, calories, protein_g, fat_g, carbs_g, eaten_at",
+                    validate::truncate(other, 40)
+                )));
+            }
+        }
+    }
+    let photo = photo.ok_or_else(|| ApiError::validation("the form needs a `photo` file part"))?;
+    meal.calories =
+        calories.ok_or_else(|| ApiError::validation("the form needs a `calories` field"))?;
+    let meal = meal.validate()?;
+    let profile = users::profile(&state, user.id).await?;
+    let stored = photos::store(&state.config.photo_dir, &photo).await?;
+    match insert(&state, &profile, meal, Some((&stored, photo.kind.mime()))).await {
+        Ok(created) => Ok((StatusCode::CREATED, Json(created))),
+        Err(err) => {
+            // The row is the truth: a photo without one is garbage.
+            photos::remove(&state.config.photo_dir, &stored).await;
+            Err(err)
+        }
+    }
+}
+
+/// The body limit of the upload route: the photo's 5 MiB plus room for the other fields.
+pub fn upload_body_limit() -> DefaultBodyLimit {
+    DefaultBodyLimit::max(photos::MAX_PHOTO_BYTES + 64 * 1024)
+}
+
+fn parse_field<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, ApiError> {
+    raw.trim().parse().map_err(|_| {
+        ApiError::validation(format!(
+            "{field} {:?} is not a number",
+            validate::truncate(raw, 40)
+        ))
+    })
+}
+
+async fn insert(
+    state: &AppState,
+    user: &User,
+    meal: ValidMeal,
+    photo: Option<(&str, &str)>,
+) -> Result<Meal, ApiError> {
+    let sql = state.db.insert_sql(
+        "INSERT INTO meals (user_id, eaten_at, name, calories, protein_g, fat_g, carbs_g, photo, photo_type, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    let insert = sqlx::query(&sql)
+        .bind(user.id)
+        .bind(meal.eaten_at.timestamp())
+        .bind(meal.name.clone())
+        .bind(meal.calories)
+        .bind(meal.protein_g)
+        .bind(meal.fat_g)
+        .bind(meal.carbs_g)
+        .bind(photo.map(|p| p.0.to_owned()))
+        .bind(photo.map(|p| p.1.to_owned()))
+        .bind(Utc::now().timestamp());
+    let id = state.db.insert_returning_id(insert).await?;
+    let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
+    cached::forget_meal_day(&state.cache, user.id, day).await;
+    Ok(Meal {
+        id,
+        eaten_at: DateTime::from_timestamp(meal.eaten_at.timestamp(), 0).unwrap_or_default(),
+        name: meal.name,
+        calories: meal.calories,
+        protein_g: meal.protein_g,
+        fat_g: meal.fat_g,
+        carbs_g: meal.carbs_g,
+        photo_url: photo.map(|_| format!("/meals/{id}/photo")),
+    })
+}
+
+/// `GET /meals` query: the page to show.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// From 1; default 1.
+    pub page: Option<i64>,
+    /// Meals per page, 1 to 100 (larger values are capped to 100); default 20.
+    pub per_page: Option<i64>,
+}
+
+/// One page of meals, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MealPage {
+    /// The meals on this page.
+    pub items: Vec<Meal>,
+    /// This page's number, from 1.
+    pub page: i64,
+    /// The page size used.
+    pub per_page: i64,
+    /// Meals in all.
+    pub total: i64,
+    /// Pages in all.
+    pub total_pages: i64,
+}
+
+/// The user's meals, newest first, a page at a time.
+#[utoipa::path(get, path = "/meals", tag = "meals", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = MealPage), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<MealPage>, ApiError> {
+    let page = validate::int_in("page", query.page.unwrap_or(1), 1..=1_000_000)?;
+    let per_page =
+        validate::int_in("per_page", query.per_page.unwrap_or(20), 1..=i64::MAX)?.min(MAX_PER_PAGE);
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meals WHERE user_id = ?")
+        .bind(user.id)
+        .fetch_one(&state.db.pool)
+        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {MEAL_COLUMNS} FROM meals WHERE user_id = ? ORDER BY eaten_at DESC, id DESC LIMIT ? OFFSET ?"
+    ))
+    .bind(user.id)
+    .bind(per_page)
+    .bind((page - 1) * per_page)
+    .fetch_all(&state.db.pool)
+    .await?;
+    Ok(Json(MealPage {
+        items: rows.iter().map(Meal::from_row).collect::<Result<_, _>>()?,
+        page,
+        per_page,
+        total,
+        total_pages: (total + per_page - 1) / per_page,
+    }))
+}
+
+async fn find(
+    state: &AppState,
+    user: i64,
+    id: i64,
+) -> Result<(Meal, Option<(String, String)>), ApiError> {
+    let row = sqlx::query(&format!(
+        "SELECT {MEAL_COLUMNS}, photo_type FROM meals WHERE id = ? AND user_id = ?"
+    ))
+    .bind(id)
+    .bind(user)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("meal {id} does not exist")))?;
+    let photo: Option<String> = row.try_get("photo")?;
+    let photo_type: Option<String> = row.try_get("photo_type")?;
+    Ok((Meal::from_row(&row)?, photo.zip(photo_type)))
+}
+
+/// One meal.
+#[utoipa::path(get, path = "/meals/{id}", tag = "meals", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The meal's id")),
+    responses((status = 200, body = Meal), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Json<Meal>, ApiError> {
+    Ok(Json(find(&state, user.id, id).await?.0))
+}
+
+/// A meal's photo, with its content type.
+#[utoipa::path(get, path = "/meals/{id}/photo", tag = "meals", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The meal's id")),
+    responses((status = 200, description = "The image", content_type = "image/*"),
+              (status = 404, body = crate::error::ErrorBody)))]
+pub async fn photo(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let (_, photo) = find(&state, user.id, id).await?;
+    let (file, mime) =
+        photo.ok_or_else(|| ApiError::not_found(format!("meal {id} has no photo")))?;
+    let bytes = photos::read(&state.config.photo_dir, &file)
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("the photo of meal {id} is missing")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "private, max-age=86400".to_owned()),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+/// Deletes a meal (and its photo).
+#[utoipa::path(delete, path = "/meals/{id}", tag = "meals", security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The meal's id")),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    let (meal, photo) = find(&state, user.id, id).await?;
+    let deleted = sqlx::query("DELETE FROM meals WHERE id = ? AND user_id = ?")
+        .bind(id)
+        .bind(user.id)
+        .execute(&state.db.pool)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(ApiError::not_found(format!("meal {id} does not exist")));
+    }
+    if let Some((file, _)) = photo {
+        photos::remove(&state.config.photo_dir, &file).await;
+    }
+    let profile = users::profile(&state, user.id).await?;
+    let day = meal.eaten_at.with_timezone(&profile.tz()).date_naive();
+    cached::forget_meal_day(&state.cache, user.id, day).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /meals/daily` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DailyQuery {
+    /// `YYYY-MM-DD`; default today in the user's time zone.
+    pub date: Option<String>,
+}
+
+/// Sums over meals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Totals {
+    /// kcal.
+    pub calories: i64,
+    /// Grams of protein.
+    pub protein_g: f64,
+    /// Grams of fat.
+    pub fat_g: f64,
+    /// Grams of carbohydrates.
+    pub carbs_g: f64,
+}
+
+impl Totals {
+    fn add(&mut self, meal: &Meal) {
+        self.calories += meal.calories;
+        self.protein_g += meal.protein_g;
+        self.fat_g += meal.fat_g;
+        self.carbs_g += meal.carbs_g;
+    }
+}
+
+/// One day of a user's meals against their goal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DailySummary {
+    /// The day, in the user's time zone.
+    pub date: NaiveDate,
+    /// The time zone the day is counted in.
+    pub time_zone: String,
+    /// The meals, in time order.
+    pub meals: Vec<Meal>,
+    /// Their sums.
+    pub totals: Totals,
+    /// The user's daily goal, kcal.
+    pub daily_goal: i64,
+    /// Goal minus eaten (negative when over).
+    pub remaining: i64,
+}
+
+/// A day's meals and totals against the daily goal, cached per user and day for an hour.
+#[utoipa::path(get, path = "/meals/daily", tag = "meals", security(("bearer" = [])), params(DailyQuery),
+    responses((status = 200, body = DailySummary), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn daily(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(query): Query<DailyQuery>,
+) -> Result<Json<DailySummary>, ApiError> {
+    let profile = users::profile(&state, user.id).await?;
+    let date = match query.date.as_deref() {
+        Some(raw) => validate::date("date", raw)?,
+        None => profile.today(),
+    };
+    let summary = state
+        .cache
+        .get_or_try_insert_with(cached::daily(user.id, date), DAILY_TTL, || {
+            load_day(&state, &profile, date)
+        })
+        .await?;
+    Ok(Json(summary))
+}
+
+async fn load_day(
+    state: &AppState,
+    user: &User,
+    date: NaiveDate,
+) -> Result<DailySummary, ApiError> {
+    let tz = user.tz();
+    let (start, end) = day_bounds(tz, date);
+    let rows = sqlx::query(&format!(
+        "SELECT {MEAL_COLUMNS} FROM meals WHERE user_id = ? AND eaten_at >= ? AND eaten_at < ? ORDER BY eaten_at, id"
+    ))
+    .bind(user.id)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let meals: Vec<Meal> = rows.iter().map(Meal::from_row).collect::<Result<_, _>>()?;
+    let mut totals = Totals::default();
+    meals.iter().for_each(|m| totals.add(m));
+    Ok(DailySummary {
+        date,
+        time_zone: tz.name().to_owned(),
+        remaining: user.daily_goal - totals.calories,
+        daily_goal: user.daily_goal,
+        meals,
+        totals,
+    })
+}
+
+/// The first second of `date` in `tz` and of the day after, as Unix seconds.
+///
+/// A day that starts inside a DST gap (no local midnight) starts at the first instant after it.
+///
+/// ```
+/// use chrono::NaiveDate;
+/// let day = NaiveDate::from_ymd_opt(2026, 3, 29).unwrap(); // Europe/Berlin springs forward
+/// let (start, end) = calories_app::meals::day_bounds(chrono_tz::Europe::Berlin, day);
+/// assert_eq!(end - start, 23 * 3600);
+/// ```
+#[must_use]
+pub fn day_bounds(tz: Tz, date: NaiveDate) -> (i64, i64) {
+    let start_of = |d: NaiveDate| {
+        let midnight = d.and_hms_opt(0, 0, 0).unwrap_or_default();
+        (0..=3)
+            .find_map(|hours| {
+                tz.from_local_datetime(&(midnight + chrono::Duration::hours(hours)))
+                    .earliest()
+            })
+            .map_or_else(|| midnight.and_utc().timestamp(), |t| t.timestamp())
+    };
+    let next = date.succ_opt().unwrap_or(date);
+    (start_of(date), start_of(next))
+}

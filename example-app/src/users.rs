@@ -1,0 +1,240 @@
+//! Accounts: the `users` table, `GET /users/me` (cached ten minutes) and `PATCH /users/me`
+//! (name, daily goal, time zone), which invalidates everything derived from the profile.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::auth::{AuthUser, RegisterRequest, hash_password};
+use crate::db::{Database, is_unique_violation};
+use crate::error::ApiError;
+use crate::extract::Json;
+use crate::{cached, validate};
+
+/// How long `GET /users/me` stays cached.
+pub const PROFILE_TTL: Duration = Duration::from_secs(600);
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    /// The id.
+    pub id: i64,
+    /// Lower-cased email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Daily calorie goal.
+    pub daily_goal: i64,
+    /// IANA time zone; "today" and days are counted in it.
+    pub time_zone: String,
+    /// When the account was made.
+    pub created_at: DateTime<Utc>,
+}
+
+impl User {
+    /// The user's time zone (stored values were checked, so UTC only for a corrupted row).
+    #[must_use]
+    pub fn tz(&self) -> Tz {
+        self.time_zone.parse().unwrap_or(Tz::UTC)
+    }
+
+    /// Today's date where the user is.
+    #[must_use]
+    pub fn today(&self) -> chrono::NaiveDate {
+        Utc::now().with_timezone(&self.tz()).date_naive()
+    }
+}
+
+/// A checked registration.
+#[derive(Debug)]
+pub struct NewUser {
+    email: String,
+    password: String,
+    name: String,
+    daily_goal: i64,
+    time_zone: Tz,
+}
+
+impl NewUser {
+    /// Checks every field of a registration.
+    ///
+    /// # Errors
+    /// 422 naming the first bad field.
+    pub fn validate(body: RegisterRequest) -> Result<Self, ApiError> {
+        let email = validate::text("email", &body.email, 3, 254)?.to_lowercase();
+        let valid_email = email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+        }) && !email.chars().any(char::is_whitespace);
+        if !valid_email {
+            return Err(ApiError::validation(
+                "email must look like name@example.com",
+            ));
+        }
+        let password_len = body.password.chars().count();
+        if !(8..=128).contains(&password_len) {
+            return Err(ApiError::validation(format!(
+                "password must be 8 to 128 characters long (got {password_len})"
+            )));
+        }
+        Ok(Self {
+            email,
+            password: body.password,
+            name: validate::text("name", body.name.as_deref().unwrap_or(""), 0, 100)?,
+            daily_goal: validate::int_in(
+                "daily_goal",
+                body.daily_goal.unwrap_or(2000),
+                500..=10_000,
+            )?,
+            time_zone: validate::time_zone(body.time_zone.as_deref().unwrap_or("UTC"))?,
+        })
+    }
+}
+
+/// Stores a new account.
+///
+/// # Errors
+/// 409 when the email is taken.
+pub async fn insert(db: &Database, new: NewUser) -> Result<User, ApiError> {
+    let hash = hash_password(new.password).await?;
+    let now = Utc::now();
+    let sql = db.insert_sql(
+        "INSERT INTO users (email, password_hash, name, daily_goal, time_zone, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    let insert = sqlx::query(&sql)
+        .bind(&new.email)
+        .bind(hash)
+        .bind(&new.name)
+        .bind(new.daily_goal)
+        .bind(new.time_zone.name())
+        .bind(now.timestamp());
+    let id = match db.insert_returning_id(insert).await {
+        Err(err) if is_unique_violation(&err) => {
+            return Err(ApiError::conflict(
+                "an account with this email already exists",
+            ));
+        }
+        other => other?,
+    };
+    Ok(User {
+        id,
+        email: new.email,
+        name: new.name,
+        daily_goal: new.daily_goal,
+        time_zone: new.time_zone.name().to_owned(),
+        created_at: DateTime::from_timestamp(now.timestamp(), 0).unwrap_or_default(),
+    })
+}
+
+/// The id and password hash for an email.
+///
+/// # Errors
+/// A database failure.
+pub async fn credentials(db: &Database, email: &str) -> Result<Option<(i64, String)>, ApiError> {
+    let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = ?")
+        .bind(email)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(row
+        .map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("password_hash")?)))
+        .transpose()?)
+}
+
+async fn load(db: &Database, id: i64) -> Result<User, ApiError> {
+    let row = sqlx::query(
+        "SELECT id, email, name, daily_goal, time_zone, created_at FROM users WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&db.pool)
+    .await?
+    .ok_or_else(|| {
+        ApiError::unauthorized(
+            "invalid_token",
+            "the account of this token no longer exists",
+        )
+    })?;
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        daily_goal: row.try_get("daily_goal")?,
+        time_zone: row.try_get("time_zone")?,
+        created_at: DateTime::from_timestamp(row.try_get("created_at")?, 0).unwrap_or_default(),
+    })
+}
+
+/// The user's profile, through the cache (ten minutes; invalidated by `PATCH /users/me`).
+///
+/// # Errors
+/// 401 when the account is gone; a database failure.
+pub async fn profile(state: &AppState, id: i64) -> Result<User, ApiError> {
+    state
+        .cache
+        .get_or_try_insert_with(cached::profile(id), PROFILE_TTL, || load(&state.db, id))
+        .await
+}
+
+/// The signed-in user's profile.
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 401, body = crate::error::ErrorBody)))]
+pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<User>, ApiError> {
+    Ok(Json(profile(&state, user.id).await?))
+}
+
+/// The body of `PATCH /users/me`: any of the three fields.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    /// Display name, up to 100 characters.
+    pub name: Option<String>,
+    /// Daily calorie goal, 500 to 10,000.
+    pub daily_goal: Option<i64>,
+    /// IANA time zone.
+    pub time_zone: Option<String>,
+}
+
+/// Changes the name, daily goal or time zone.
+#[utoipa::path(patch, path = "/users/me", tag = "users", security(("bearer" = [])),
+    request_body = ProfileUpdate,
+    responses((status = 200, body = User), (status = 422, body = crate::error::ErrorBody)))]
+pub async fn update_me(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(update): Json<ProfileUpdate>,
+) -> Result<Json<User>, ApiError> {
+    let name = update
+        .name
+        .as_deref()
+        .map(|n| validate::text("name", n, 0, 100))
+        .transpose()?;
+    let goal = update
+        .daily_goal
+        .map(|g| validate::int_in("daily_goal", g, 500..=10_000))
+        .transpose()?;
+    let tz = update
+        .time_zone
+        .as_deref()
+        .map(validate::time_zone)
+        .transpose()?;
+    let current = load(&state.db, user.id).await?;
+    sqlx::query("UPDATE users SET name = ?, daily_goal = ?, time_zone = ? WHERE id = ?")
+        .bind(name.unwrap_or(current.name))
+        .bind(goal.unwrap_or(current.daily_goal))
+        .bind(tz.map_or(current.time_zone, |tz| tz.name().to_owned()))
+        .bind(user.id)
+        .execute(&state.db.pool)
+        .await?;
+    // The goal and the time zone shape every day and every stat: drop them all.
+    cached::forget_user(&state.cache, user.id).await;
+    Ok(Json(profile(&state, user.id).await?))
+}
