@@ -16,6 +16,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::JwtKeys;
 use crate::config::Config;
 use crate::db::Database;
+use crate::nocache::NoCache;
 use crate::ratelimit::RateLimiter;
 use crate::{auth, error, foods, health, meals, openapi, ratelimit, stats, telemetry, users};
 
@@ -42,7 +43,8 @@ pub struct AppState {
 impl AppState {
     /// Connects to the database (migrating it) and the cache that `config` names.
     ///
-    /// `CACHE_URL` unset means the in-process memory cache, as with `Cache::from_env`; the URL
+    /// `CACHE_URL` unset means the in-process memory cache, as with `Cache::from_env`, and
+    /// `none` means no cache at all ([`NoCache`]); the URL
     /// comes through [`Config`] so that tests can run several stacks in one process. A Redis that
     /// does not answer at start is an error (a misconfiguration should be loud); once running,
     /// a Redis failure only makes requests slower.
@@ -53,13 +55,15 @@ impl AppState {
         // Before the cache, so that its metric handles register with the recorder.
         let _ = telemetry::prometheus();
         let db = Database::connect(&config.database_url, config.database_max_connections).await?;
-        let mut cache = Cache::builder().namespace("calories");
-        if let Some(url) = &config.cache_url {
-            cache = cache.url(url.clone());
-        }
+        let cache = Cache::builder().namespace("calories");
+        let cache = match config.cache_url.as_deref() {
+            None => cache,
+            Some("none") => cache.backend(NoCache),
+            Some(url) => cache.url(url),
+        };
         let cache = cache.build().await?;
-        let limiter = match &config.cache_url {
-            Some(url) => {
+        let limiter = match config.cache_url.as_deref() {
+            Some(url) if url != "none" => {
                 RateLimiter::redis(
                     url,
                     config.rate_limit_per_minute,
@@ -67,7 +71,7 @@ impl AppState {
                 )
                 .await?
             }
-            None => RateLimiter::local(
+            _ => RateLimiter::local(
                 config.rate_limit_per_minute,
                 config.rate_limit_anon_per_minute,
             ),

@@ -40,7 +40,8 @@ pub struct Config {
     pub database_url: String,
     /// `DATABASE_MAX_CONNECTIONS`: the pool's size; default 25.
     pub database_max_connections: u32,
-    /// `CACHE_URL`: `redis://..` for a shared cache; unset, the in-process memory cache.
+    /// `CACHE_URL`: `redis://..` for a shared cache; unset, the in-process memory cache; `none`,
+    /// no cache at all (every read goes to the database).
     pub cache_url: Option<String>,
     /// `JWT_SECRET`: the HS256 key for access tokens.
     pub jwt_secret: String,

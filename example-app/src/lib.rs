@@ -27,6 +27,7 @@ pub mod extract;
 pub mod foods;
 pub mod health;
 pub mod meals;
+pub mod nocache;
 pub mod openapi;
 pub mod photos;
 pub mod probe;

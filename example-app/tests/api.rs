@@ -721,3 +721,31 @@ async fn a_dead_redis_is_degraded_not_unready_and_requests_still_succeed() {
     );
     assert_eq!(app.get("/stats", Some(&token)).await.status, StatusCode::OK);
 }
+
+/// `CACHE_URL=none`: no cache at all; every read comes from the database and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_cache_off_every_read_comes_from_the_database() {
+    let app = TestApp::start_with(Stack::SqliteMemory, |c| {
+        c.cache_url = Some("none".to_owned());
+    })
+    .await;
+    let (token, id) = app.register("nocache@example.com").await;
+    app.add_meal(&token, json!({"name": "Rice", "calories": 300}))
+        .await;
+    assert_eq!(
+        app.get("/meals/daily", Some(&token)).await.json()["totals"]["calories"],
+        300
+    );
+    assert!(
+        app.state
+            .cache
+            .get::<DailySummary>(cached::daily(id, today()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        app.get("/health/ready", None).await.json()["cache_backend"],
+        "none"
+    );
+}
