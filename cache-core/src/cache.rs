@@ -16,6 +16,7 @@ use crate::builder::CacheBuilder;
 use crate::codec::CodecKind;
 use crate::envelope;
 use crate::error::{Error, Result};
+use crate::expiry::Expiry;
 use crate::failure::{Breaker, WarnLimiter};
 use crate::flight::{Flight, SingleFlight};
 use crate::memory::{Entry, Lookup, MemoryStore};
@@ -60,6 +61,7 @@ struct Inner {
     prefix: String,
     codec: CodecKind,
     default_ttl: Option<Duration>,
+    ttl_jitter: f64,
     store: Store,
     flights: SingleFlight<Outcome>,
     metrics: Metrics,
@@ -195,6 +197,7 @@ impl Cache {
             prefix: format!("{}:", config.namespace),
             codec: config.codec,
             default_ttl: config.default_ttl,
+            ttl_jitter: config.ttl_jitter,
             store,
             flights: SingleFlight::new(),
             metrics,
@@ -275,18 +278,33 @@ impl Cache {
         value: &T,
         ttl: impl Into<Ttl>,
     ) -> Result<()> {
-        let key = key.as_ref();
+        let ttl = ttl.into().resolve(self.inner.default_ttl)?;
+        self.store(key.as_ref(), value, ttl, Duration::ZERO).await
+    }
+
+    /// Stores `value` fresh for `ttl` (jittered) and kept `stale` longer.
+    async fn store<T: Cacheable>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+        stale: Duration,
+    ) -> Result<()> {
         let inner = &*self.inner;
-        let ttl = ttl.into().resolve(inner.default_ttl)?;
+        let fresh = ttl.map(|ttl| inner.jittered(ttl));
+        let keep = fresh.map(|fresh| fresh.saturating_add(stale));
         match &inner.store {
             Store::Memory(memory) => {
-                memory.insert(key.to_owned(), inner.memory_entry(memory, key, value, ttl));
+                memory.insert(
+                    key.to_owned(),
+                    inner.memory_entry(memory, key, value, keep, fresh),
+                );
                 Ok(())
             }
             Store::Remote(remote) => {
-                let bytes = envelope::encode(inner.codec, value, ttl)?;
+                let bytes = envelope::encode(inner.codec, value, fresh)?;
                 let full = inner.full_key(key);
-                self.call(remote, Op::Set, remote.backend.set(&full, &bytes, ttl))
+                self.call(remote, Op::Set, remote.backend.set(&full, &bytes, keep))
                     .await
             }
         }
@@ -404,12 +422,21 @@ impl Cache {
         ttl: impl Into<Ttl>,
     ) -> Result<()> {
         let inner = &*self.inner;
-        let ttl = ttl.into().resolve(inner.default_ttl)?;
+        // One draw per batch: a batch is one write, and values written together by other calls
+        // still spread.
+        let ttl = ttl
+            .into()
+            .resolve(inner.default_ttl)?
+            .map(|ttl| inner.jittered(ttl));
         match &inner.store {
             Store::Memory(memory) => {
                 for (key, value) in entries {
                     let key = key.as_ref();
-                    memory.insert(key.to_owned(), inner.memory_entry(memory, key, value, ttl));
+                    let ttl = ttl.map(|ttl| inner.jittered(ttl));
+                    memory.insert(
+                        key.to_owned(),
+                        inner.memory_entry(memory, key, value, ttl, ttl),
+                    );
                 }
                 Ok(())
             }
@@ -450,7 +477,7 @@ impl Cache {
     pub async fn get_or_insert_with<T, F, Fut>(
         &self,
         key: impl AsRef<str>,
-        ttl: impl Into<Ttl>,
+        ttl: impl Into<Expiry>,
         loader: F,
     ) -> T
     where
@@ -491,7 +518,7 @@ impl Cache {
     pub async fn get_or_try_insert_with<T, E, F, Fut>(
         &self,
         key: impl AsRef<str>,
-        ttl: impl Into<Ttl>,
+        expiry: impl Into<Expiry>,
         loader: F,
     ) -> Result<T, E>
     where
@@ -501,7 +528,8 @@ impl Cache {
         Fut: Future<Output = Result<T, E>>,
     {
         let key = key.as_ref();
-        let ttl = match ttl.into().resolve(self.inner.default_ttl) {
+        let expiry = expiry.into();
+        let ttl = match expiry.ttl.resolve(self.inner.default_ttl) {
             Ok(ttl) => Some(ttl),
             Err(err) => {
                 self.absorb(
@@ -516,13 +544,20 @@ impl Cache {
         if self.is_leading(key) {
             return self.unshared(loader).await;
         }
+        // A value past its TTL but inside its stale window: the answer if the loader fails.
+        let mut stale: Option<T> = None;
         // After one failed backend call, skip the others (re-check, store): a slow backend must
         // cost a request one timeout, not three.
         let mut backend_up = match self.lookup::<T>(key).await {
-            Ok(found) => match self.count(key, found) {
-                Some(value) => return Ok(value),
-                None => true,
-            },
+            Ok(found) => {
+                if let Lookup::Expired(value) = &found {
+                    stale = Some(value.clone());
+                }
+                match self.count(key, found) {
+                    Some(value) => return Ok(value),
+                    None => true,
+                }
+            }
             Err(err) => {
                 self.absorb("cache read failed, serving from the loader", &err);
                 !err.is_unavailable()
@@ -539,6 +574,7 @@ impl Cache {
                                 leader.publish(Ok(Arc::new(value.clone())));
                                 return Ok(value);
                             }
+                            Ok(Lookup::Expired(value)) => stale = Some(value),
                             Ok(_) => {}
                             Err(err) => {
                                 self.absorb("cache read failed, serving from the loader", &err);
@@ -547,18 +583,40 @@ impl Cache {
                         }
                     }
                     self.inner.metrics.loader_runs.increment(1);
-                    let result = self.lead(key, loader).await;
-                    match &result {
-                        Ok(value) => {
+                    // With a stale answer at hand, a loader past the soft timeout is abandoned.
+                    let (loaded, stale) = match (stale, expiry.soft_timeout) {
+                        (Some(old), Some(limit)) => {
+                            match tokio::time::timeout(limit, self.lead(key, loader)).await {
+                                Ok(loaded) => (loaded, Some(old)),
+                                Err(_) => {
+                                    return Ok(self.serve_stale(
+                                        key,
+                                        &leader,
+                                        old,
+                                        "loader_timeout",
+                                    ));
+                                }
+                            }
+                        }
+                        (stale, _) => (self.lead(key, loader).await, stale),
+                    };
+                    return match (loaded, stale) {
+                        (Ok(value), _) => {
                             // Waiters get the value now, not after the store below.
                             leader.publish(Ok(Arc::new(value.clone())));
                             if let (true, Some(ttl)) = (backend_up, ttl) {
-                                self.read_through_set(key, value, ttl).await;
+                                self.read_through_set(key, &value, ttl, expiry.stale).await;
                             }
+                            Ok(value)
                         }
-                        Err(err) => leader.publish(Err(Arc::new(err.clone()))),
-                    }
-                    return result;
+                        (Err(_), Some(old)) => {
+                            Ok(self.serve_stale(key, &leader, old, "loader_error"))
+                        }
+                        (Err(err), None) => {
+                            leader.publish(Err(Arc::new(err.clone())));
+                            Err(err)
+                        }
+                    };
                 }
                 Flight::Follower(follower) => match follower.wait().await {
                     // The leader was cancelled: elect a new one.
@@ -575,6 +633,20 @@ impl Cache {
                 },
             }
         }
+    }
+
+    /// Answers a read-through with its stale value (and every caller waiting on it), counted.
+    fn serve_stale<T: Cacheable>(
+        &self,
+        key: &str,
+        leader: &crate::flight::Leader<'_, Outcome>,
+        old: T,
+        reason: &'static str,
+    ) -> T {
+        self.inner.metrics.stale_served(reason);
+        tracing::debug!(key, reason, "serving a stale value");
+        leader.publish(Ok(Arc::new(old.clone())));
+        old
     }
 
     /// Identifies this cache (and its clones) among the keys a task is loading.
@@ -602,9 +674,14 @@ impl Cache {
         loader().await
     }
 
-    async fn read_through_set<T: Cacheable>(&self, key: &str, value: &T, ttl: Option<Duration>) {
-        let ttl = ttl.map_or(Ttl::Never, Ttl::After);
-        if let Err(err) = self.set(key, value, ttl).await {
+    async fn read_through_set<T: Cacheable>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Option<Duration>,
+        stale: Duration,
+    ) {
+        if let Err(err) = self.store(key, value, ttl, stale).await {
             self.absorb("cache unavailable, the loaded value is not stored", &err);
         }
     }
@@ -635,8 +712,14 @@ impl Cache {
     }
 
     fn decode<T: Cacheable>(&self, bytes: Option<&[u8]>) -> Lookup<T> {
-        match bytes.map(|bytes| envelope::decode::<T>(self.inner.codec, bytes)) {
+        let Some(bytes) = bytes else {
+            return Lookup::Miss;
+        };
+        match Some(envelope::decode::<T>(self.inner.codec, bytes)) {
             None => Lookup::Miss,
+            Some(Ok(value)) if !envelope::is_fresh(bytes, envelope::now_millis()) => {
+                Lookup::Expired(value)
+            }
             Some(Ok(value)) => Lookup::Hit(value),
             Some(Err(stale)) => Lookup::Stale(stale.as_str()),
         }
@@ -650,7 +733,7 @@ impl Cache {
                 metrics.hits.increment(1);
                 return Some(value);
             }
-            Lookup::Miss => {
+            Lookup::Miss | Lookup::Expired(_) => {
                 metrics.misses.increment(1);
                 return None;
             }
@@ -712,6 +795,15 @@ impl Cache {
 }
 
 impl Inner {
+    /// `ttl` spread by up to the configured jitter either way.
+    fn jittered(&self, ttl: Duration) -> Duration {
+        if self.ttl_jitter == 0.0 {
+            return ttl;
+        }
+        let factor = 1.0 + self.ttl_jitter * (2.0 * fastrand::f64() - 1.0);
+        ttl.mul_f64(factor).max(Duration::from_millis(1))
+    }
+
     fn full_key(&self, key: &str) -> String {
         let mut full = String::with_capacity(self.prefix.len() + key.len());
         full.push_str(&self.prefix);
@@ -724,7 +816,8 @@ impl Inner {
         memory: &MemoryStore,
         key: &str,
         value: &T,
-        ttl: Option<Duration>,
+        keep: Option<Duration>,
+        fresh: Option<Duration>,
     ) -> Entry {
         let weight = if memory.weighs() {
             let mut bytes = Vec::new();
@@ -734,6 +827,6 @@ impl Inner {
         } else {
             1
         };
-        Entry::new(value.clone(), ttl, weight)
+        Entry::new(value.clone(), keep, fresh, weight)
     }
 }

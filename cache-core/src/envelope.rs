@@ -77,6 +77,21 @@ pub(crate) fn decode<T: DeserializeOwned>(codec: CodecKind, bytes: &[u8]) -> Res
     codec.decode(&bytes[HEADER..]).map_err(|_| Stale::Shape)
 }
 
+/// Whether an envelope that [`decode`]s is still fresh at `now` (Unix milliseconds): its
+/// fresh-until is unset or later. Bytes too short to hold a header are not fresh.
+pub(crate) fn is_fresh(bytes: &[u8], now: u64) -> bool {
+    bytes
+        .get(11..HEADER)
+        .and_then(|field| field.try_into().ok())
+        .map(u64::from_le_bytes)
+        .is_some_and(|fresh_until| fresh_until == 0 || fresh_until > now)
+}
+
+/// Now, in Unix milliseconds, the unit of the header's times.
+pub(crate) fn now_millis() -> u64 {
+    unix_millis(SystemTime::now())
+}
+
 fn unix_millis(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -106,6 +121,18 @@ mod tests {
         let fresh = u64::from_le_bytes(bytes[11..19].try_into().unwrap_or_default());
         assert!(written > 1_600_000_000_000);
         assert_eq!(fresh - written, 10_000);
+    }
+
+    #[test]
+    fn freshness_follows_the_fresh_until_field() {
+        let now = now_millis();
+        let forever = encode(CodecKind::Bincode, &1_u8, None).unwrap_or_default();
+        let minute =
+            encode(CodecKind::Bincode, &1_u8, Some(Duration::from_secs(60))).unwrap_or_default();
+        assert!(is_fresh(&forever, now + 1_000_000_000));
+        assert!(is_fresh(&minute, now));
+        assert!(!is_fresh(&minute, now + 61_000));
+        assert!(!is_fresh(b"short", now));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 pub use crate::cache::Cache;
 pub use crate::global::global;
@@ -74,6 +75,7 @@ static NO_TTL_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// The read-through every cached function becomes.
 ///
+/// `stale` is the macro's `stale` in seconds (see [`Expiry::stale`](crate::Expiry::stale)).
 /// `expire` is the macro's `expire` in seconds; without it the cache's default TTL applies, and
 /// a cache without one does not store the value (said once at warn): a cached function must
 /// say how long its values stay fresh.
@@ -81,6 +83,7 @@ pub async fn read_through<T, E, F, Fut>(
     cache: &Cache,
     key: Key,
     expire: Option<u64>,
+    stale: Option<u64>,
     loader: F,
 ) -> Result<T, E>
 where
@@ -102,7 +105,8 @@ where
             return loader().await;
         }
     };
-    cache.get_or_try_insert_with(key, ttl, loader).await
+    let expiry = crate::Expiry::new(ttl).stale(Duration::from_secs(stale.unwrap_or(0)));
+    cache.get_or_try_insert_with(key, expiry, loader).await
 }
 
 /// The value of an infallible read-through.

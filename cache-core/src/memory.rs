@@ -43,15 +43,25 @@ impl Default for MemoryCapacity {
 #[derive(Clone)]
 pub(crate) struct Entry {
     value: Arc<dyn Any + Send + Sync>,
+    /// How long the entry is kept (its fresh time plus any stale window).
     ttl: Option<Duration>,
+    /// When it stops being fresh; `None`: while it is kept.
+    fresh_until: Option<Instant>,
     weight: u32,
 }
 
 impl Entry {
-    pub(crate) fn new<T: Any + Send + Sync>(value: T, ttl: Option<Duration>, weight: u32) -> Self {
+    /// An entry kept `ttl`, fresh for its first `fresh_for`.
+    pub(crate) fn new<T: Any + Send + Sync>(
+        value: T,
+        ttl: Option<Duration>,
+        fresh_for: Option<Duration>,
+        weight: u32,
+    ) -> Self {
         Self {
             value: Arc::new(value),
             ttl,
+            fresh_until: fresh_for.and_then(|d| std::time::Instant::now().checked_add(d)),
             weight,
         }
     }
@@ -79,6 +89,9 @@ impl Expiry<String, Entry> for PerEntryTtl {
 #[derive(Debug)]
 pub(crate) enum Lookup<T> {
     Hit(T),
+    /// Past its fresh time, inside its stale window: a miss, except to a read-through whose
+    /// loader fails.
+    Expired(T),
     Miss,
     /// A value is there, of another type.
     OtherType,
@@ -124,6 +137,13 @@ impl MemoryStore {
         match self.entries.get(key) {
             None => Lookup::Miss,
             Some(entry) => match entry.value.downcast_ref::<T>() {
+                Some(value)
+                    if entry
+                        .fresh_until
+                        .is_some_and(|t| t <= std::time::Instant::now()) =>
+                {
+                    Lookup::Expired(value.clone())
+                }
                 Some(value) => Lookup::Hit(value.clone()),
                 None => Lookup::OtherType,
             },

@@ -9,6 +9,7 @@
 //! | `cache_hits_total` | counter | | reads that found a usable value |
 //! | `cache_misses_total` | counter | | reads that found nothing |
 //! | `cache_stale_total` | counter | `reason` | reads that found bytes that did not decode (other format, codec or shape) or a value of another type: counted as misses too |
+//! | `cache_stale_served_total` | counter | `reason` | read-throughs that served a value past its TTL, inside its [`Expiry::stale`](crate::Expiry::stale) window, because the loader failed (`loader_error`) or exceeded the soft timeout (`loader_timeout`) |
 //! | `cache_errors_total` | counter | `op`, `kind` | failed backend operations (`kind` is [`ErrorKind::as_str`](crate::ErrorKind::as_str)) |
 //! | `cache_timeouts_total` | counter | `op` | backend operations that exceeded the operation timeout (also in errors) |
 //! | `cache_breaker_open` | gauge | | 1 while the circuit breaker is open, else 0 |
@@ -27,6 +28,8 @@ pub const MISSES: &str = "cache_misses_total";
 pub const STALE: &str = "cache_stale_total";
 /// `cache_errors_total`
 pub const ERRORS: &str = "cache_errors_total";
+/// Read-throughs that answered with a stale value because the loader failed or was too slow.
+pub const STALE_SERVED: &str = "cache_stale_served_total";
 /// `cache_timeouts_total`
 pub const TIMEOUTS: &str = "cache_timeouts_total";
 /// `cache_breaker_open`
@@ -127,6 +130,11 @@ impl Metrics {
     /// Stale reads register on the spot: their reasons vary and they are off the hit path.
     pub(crate) fn stale(&self, reason: &'static str) {
         counter!(STALE, with(&self.labels, "reason", reason)).increment(1);
+    }
+
+    /// A stale value served in place of a failed or slow load.
+    pub(crate) fn stale_served(&self, reason: &'static str) {
+        counter!(STALE_SERVED, with(&self.labels, "reason", reason)).increment(1);
     }
 
     pub(crate) fn error(&self, op: Op, kind: ErrorKind) {

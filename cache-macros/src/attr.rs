@@ -1,4 +1,4 @@
-//! Parsing the attribute's options: `expire`, `key_prefix`, `key`, `skip(..)`, `cache`, `cache_none`.
+//! Parsing the attribute's options: `expire`, `stale`, `key_prefix`, `key`, `skip(..)`, `cache`, `cache_none`.
 //!
 //! Every problem is recorded and parsing goes on, so that the user sees all of them at once.
 
@@ -9,7 +9,7 @@ use syn::{Expr, ExprLit, ExprUnary, Ident, Lit, LitStr, Token, UnOp};
 
 use crate::Errors;
 
-/// How long values live, as written.
+/// A number of seconds (`expire`, `stale`), as written.
 pub(crate) enum Expire {
     /// A positive integer literal, checked here.
     Seconds(u64),
@@ -22,6 +22,7 @@ pub(crate) enum Expire {
 #[derive(Default)]
 pub(crate) struct Options {
     pub(crate) expire: Option<Expire>,
+    pub(crate) stale: Option<Expire>,
     pub(crate) key_prefix: Option<LitStr>,
     pub(crate) key: Option<LitStr>,
     pub(crate) skip: Vec<Ident>,
@@ -29,7 +30,7 @@ pub(crate) struct Options {
     pub(crate) cache_none: Option<Span>,
 }
 
-const KNOWN: &str = "expire, key_prefix, key, skip(..), cache, cache_none";
+const KNOWN: &str = "expire, stale, key_prefix, key, skip(..), cache, cache_none";
 
 /// Reads the options; problems go to `errors`.
 pub(crate) fn parse(attr: TokenStream, errors: &mut Errors) -> Options {
@@ -52,7 +53,11 @@ pub(crate) fn parse(attr: TokenStream, errors: &mut Errors) -> Options {
         match name.as_str() {
             "expire" => {
                 let value: Expr = meta.value()?.parse()?;
-                options.expire = expire(value, errors);
+                options.expire = seconds(value, "expire", errors);
+            }
+            "stale" => {
+                let value: Expr = meta.value()?.parse()?;
+                options.stale = seconds(value, "stale", errors);
             }
             "key_prefix" => {
                 let prefix: LitStr = meta.value()?.parse()?;
@@ -125,35 +130,45 @@ fn skip_value(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
     Ok(())
 }
 
-fn expire(value: Expr, errors: &mut Errors) -> Option<Expire> {
-    const WHAT: &str = "expire is a positive number of seconds: an integer literal such as `expire = 1800`, or a const expression";
+/// A positive number of seconds for the option `name`.
+fn seconds(value: Expr, name: &str, errors: &mut Errors) -> Option<Expire> {
+    let example = if name == "stale" { 600 } else { 1800 };
+    let what = format!(
+        "{name} is a positive number of seconds: an integer literal such as `{name} = {example}`, or a const expression"
+    );
     match &value {
         Expr::Lit(ExprLit {
             lit: Lit::Int(int), ..
-        }) => {
-            match int.base10_parse::<u64>() {
-                Ok(0) => {
-                    errors.push(syn::Error::new_spanned(int, "expire = 0 would expire every value at once; use a positive number of seconds"));
-                    None
-                }
-                Ok(secs) => Some(Expire::Seconds(secs)),
-                Err(_) => {
-                    errors.push(syn::Error::new_spanned(int, WHAT));
-                    None
-                }
+        }) => match int.base10_parse::<u64>() {
+            Ok(0) => {
+                errors.push(syn::Error::new_spanned(int, zero_message(name)));
+                None
             }
-        }
+            Ok(secs) => Some(Expire::Seconds(secs)),
+            Err(_) => {
+                errors.push(syn::Error::new_spanned(int, &what));
+                None
+            }
+        },
         Expr::Lit(lit) => {
-            errors.push(syn::Error::new_spanned(lit, WHAT));
+            errors.push(syn::Error::new_spanned(lit, &what));
             None
         }
         Expr::Unary(ExprUnary {
             op: UnOp::Neg(_), ..
         }) => {
-            errors.push(syn::Error::new_spanned(&value, WHAT));
+            errors.push(syn::Error::new_spanned(&value, &what));
             None
         }
         _ => Some(Expire::Const(Box::new(value))),
+    }
+}
+
+fn zero_message(name: &str) -> String {
+    if name == "stale" {
+        "stale = 0 is no stale window; leave `stale` out instead".to_owned()
+    } else {
+        format!("{name} = 0 would expire every value at once; use a positive number of seconds")
     }
 }
 

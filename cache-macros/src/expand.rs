@@ -40,6 +40,7 @@ fn expand(plan: Plan) -> TokenStream {
         key,
         cache,
         expire,
+        stale,
         output,
     } = plan;
     let syn::ItemFn {
@@ -95,25 +96,8 @@ fn expand(plan: Plan) -> TokenStream {
             quote!(__cache_result_cache),
         ),
     };
-    let expire = match expire {
-        Some(Expire::Seconds(secs)) => quote!(::core::option::Option::Some(#secs)),
-        // An item const is checked even if the function is never called; an inline `const {}`
-        // would only be checked where the function is compiled to code.
-        Some(Expire::Const(expr)) => {
-            let check = quote_spanned! {expr.span()=>
-                const _: () = ::core::assert!(
-                    __CACHE_RESULT_EXPIRE > 0,
-                    "#[cache_result]: expire must be a positive number of seconds"
-                );
-            };
-            quote! {{
-                const __CACHE_RESULT_EXPIRE: u64 = #expr;
-                #check
-                ::core::option::Option::Some(__CACHE_RESULT_EXPIRE)
-            }}
-        }
-        None => quote!(::core::option::Option::None),
-    };
+    let expire = seconds(expire, "expire");
+    let stale = seconds(stale, "stale");
 
     let ty = &output.ty;
     // `.0` unwraps and the bare path rewraps a `Json<T>` around the cached `T`.
@@ -147,7 +131,7 @@ fn expand(plan: Plan) -> TokenStream {
     // The whole call is spanned at the return type: a value that cannot be cached, or an error
     // that cannot be shared, is reported there rather than on the attribute.
     let read_through = quote_spanned! {ty.span()=>
-        let __result = ::cache_core::__private::read_through(#cache_ref, __cache_result_key, #expire, move || async move {
+        let __result = ::cache_core::__private::read_through(#cache_ref, __cache_result_key, #expire, #stale, move || async move {
             let __ret: #ty = #block;
             #loader_tail
         })
@@ -163,5 +147,26 @@ fn expand(plan: Plan) -> TokenStream {
             #read_through
             #finish
         }
+    }
+}
+
+/// `Option<u64>` tokens for an `expire` or `stale` option.
+fn seconds(value: Option<Expire>, name: &str) -> TokenStream {
+    match value {
+        Some(Expire::Seconds(secs)) => quote!(::core::option::Option::Some(#secs)),
+        // An item const is checked even if the function is never called; an inline `const {}`
+        // would only be checked where the function is compiled to code.
+        Some(Expire::Const(expr)) => {
+            let message = format!("#[cache_result]: {name} must be a positive number of seconds");
+            let check = quote_spanned! {expr.span()=>
+                const _: () = ::core::assert!(__CACHE_RESULT_SECONDS > 0, #message);
+            };
+            quote! {{
+                const __CACHE_RESULT_SECONDS: u64 = #expr;
+                #check
+                ::core::option::Option::Some(__CACHE_RESULT_SECONDS)
+            }}
+        }
+        None => quote!(::core::option::Option::None),
     }
 }

@@ -49,6 +49,7 @@ use proc_macro::TokenStream;
 /// | option | meaning |
 /// |---|---|
 /// | `expire = 1800` | seconds; an integer literal or a const expression of type `u64` (`expire = HALF_HOUR`). Without it the cache's default TTL applies, and a cache without one does not store the value (said once, at warn) |
+/// | `stale = 600` | seconds to keep serving the last `Ok` past `expire` when the body returns `Err` (`Result` functions only), as [`Expiry::stale`]; same forms as `expire` |
 /// | `key_prefix = "user_stats"` | the first part of every key; default: the module path and function name (`my_app::stats::user_stats`), for methods the type's name and the method's |
 /// | `key = "{user_id}:{range.days}"` | the key after the prefix, over argument names (and their fields, and `self`), instead of every argument |
 /// | `skip(db, state)` | arguments left out of the key |
@@ -104,6 +105,7 @@ use proc_macro::TokenStream;
 ///
 /// [`Cache`]: https://docs.rs/cache-core/latest/cache_core/struct.Cache.html
 /// [`Key`]: https://docs.rs/cache-core/latest/cache_core/struct.Key.html
+/// [`Expiry::stale`]: https://docs.rs/cache-core/latest/cache_core/struct.Expiry.html#method.stale
 #[proc_macro_attribute]
 pub fn cache_result(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::cache_result(attr.into(), item.into()).into()

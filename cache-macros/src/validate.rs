@@ -16,6 +16,7 @@ pub(crate) struct Plan {
     pub(crate) key: Vec<KeyStep>,
     pub(crate) cache: Option<CacheSource>,
     pub(crate) expire: Option<Expire>,
+    pub(crate) stale: Option<Expire>,
     pub(crate) output: Output,
 }
 
@@ -127,6 +128,14 @@ pub(crate) fn plan(options: Options, item: ItemFn, errors: &mut Errors) -> Optio
             )),
         }
     }
+    // A stale value stands in for a failure; `None` and plain values are answers, not failures.
+    if let (Some(stale), false) = (&options.stale, matches!(output.kind, Kind::Result)) {
+        let message = "stale applies to functions that return `Result<..>`: the last `Ok` is served when the body returns `Err`";
+        match stale {
+            Expire::Seconds(_) => errors.push(syn::Error::new_spanned(&output.ty, message)),
+            Expire::Const(expr) => errors.push(syn::Error::new_spanned(expr, message)),
+        }
+    }
     let cache = options.cache.map(|expr| {
         let borrowed = cache_root
             .as_ref()
@@ -139,6 +148,7 @@ pub(crate) fn plan(options: Options, item: ItemFn, errors: &mut Errors) -> Optio
         key,
         cache,
         expire: options.expire,
+        stale: options.stale,
         output,
     })
 }

@@ -78,6 +78,21 @@ async fn short_lived(cache: &Cache, db: &Db, id: i64) -> u64 {
     u64::try_from(id).unwrap_or(0)
 }
 
+/// Fails while `down` is set, as a database would.
+#[cache_result(expire = 1, stale = 600, key_prefix = "daily_total", skip(db, down), cache = cache)]
+async fn daily_total(
+    cache: &Cache,
+    db: &Db,
+    down: &std::sync::atomic::AtomicBool,
+    user: i64,
+) -> Result<u64, AppError> {
+    db.query();
+    if down.load(Ordering::SeqCst) {
+        return Err(AppError::NotFound);
+    }
+    Ok(u64::try_from(db.queries()).unwrap_or(0) * 100 + user.unsigned_abs())
+}
+
 #[cache_result(expire = 60, key = "{user}", skip(db), cache = cache)]
 async fn by_template(cache: &Cache, db: &Db, user: &str, _ignored_for_key: u8) -> String {
     db.query();
@@ -149,6 +164,7 @@ support::on_every_backend!(
     template_keys_and_escaping,
     invalidate_one_user_after_a_write,
     concurrent_calls_run_the_body_once,
+    stale_serves_the_last_ok_when_the_body_fails,
 );
 
 async fn hits_after_the_first_call(fx: &Fixture) {
@@ -194,6 +210,28 @@ async fn none_is_cached_only_when_asked(fx: &Fixture) {
     assert_eq!(find_meal_remembering_absence(&cache, &db, 1).await, None);
     assert_eq!(find_meal_remembering_absence(&cache, &db, 1).await, None);
     assert_eq!(db.queries(), 1, "with cache_none, None is cached too");
+}
+
+async fn stale_serves_the_last_ok_when_the_body_fails(fx: &Fixture) {
+    let (cache, db) = (fx.cache().await, Db::default());
+    let down = std::sync::atomic::AtomicBool::new(false);
+    let first = daily_total(&cache, &db, &down, 7).await.unwrap();
+    let key = key!("daily_total", 7_i64);
+    let expired = eventually(Duration::from_secs(5), || async {
+        cache.get::<u64>(&key).await.unwrap().is_none()
+    })
+    .await;
+    assert!(expired, "after `expire = 1` the value is no longer fresh");
+    down.store(true, Ordering::SeqCst);
+    assert_eq!(
+        daily_total(&cache, &db, &down, 7).await,
+        Ok(first),
+        "the stale Ok, not the error"
+    );
+    assert_eq!(db.queries(), 2, "the body did run, and failed");
+    down.store(false, Ordering::SeqCst);
+    let fresh = daily_total(&cache, &db, &down, 7).await.unwrap();
+    assert_ne!(fresh, first, "a working body replaces the stale value");
 }
 
 async fn values_expire(fx: &Fixture) {

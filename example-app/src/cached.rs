@@ -8,6 +8,10 @@
 //! | `user_stats:{user}:{days}:{today}` | `GET /stats` (`#[cache_result]`) | 30 min | any meal write; `PATCH /users/me` |
 //! | `http:..` | `GET /foods` responses (the HTTP layer) | `max-age` | never written by users |
 //!
+//! The day view and the stats also keep a stale window (an hour past their TTL) in which they
+//! are served when the database fails; a write deletes the entry, window included, so the
+//! window never hides a user's own write.
+//!
 //! Invalidation runs after the database commit. A cache that is down cannot be told, and the
 //! write still succeeds (the database is the truth); the entry then ages out by its TTL, and the
 //! failure is logged and counted by cache-core.

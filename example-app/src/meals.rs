@@ -11,6 +11,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use cache_core::Expiry;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,13 @@ use crate::{cached, photos, validate};
 
 /// How long a day view stays cached.
 pub const DAILY_TTL: Duration = Duration::from_secs(3600);
+
+/// How long past its TTL a day view is still served when the database fails or is slower than
+/// [`DAILY_SOFT_TIMEOUT`]. Writes delete the entry, so this never hides a user's own write.
+pub const DAILY_STALE: Duration = Duration::from_secs(3600);
+
+/// With a stale day at hand, a database slower than this is not waited for.
+pub const DAILY_SOFT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The largest page `GET /meals` returns; larger `per_page` values are capped to it.
 pub const MAX_PER_PAGE: i64 = 100;
@@ -455,9 +463,13 @@ pub async fn daily(
     };
     let summary = state
         .cache
-        .get_or_try_insert_with(cached::daily(user.id, date), DAILY_TTL, || {
-            load_day(&state, &profile, date)
-        })
+        .get_or_try_insert_with(
+            cached::daily(user.id, date),
+            Expiry::new(DAILY_TTL)
+                .stale(DAILY_STALE)
+                .soft_timeout(DAILY_SOFT_TIMEOUT),
+            || load_day(&state, &profile, date),
+        )
         .await?;
     Ok(Json(summary))
 }

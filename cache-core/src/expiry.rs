@@ -1,0 +1,101 @@
+//! How a read-through ages what it stores: [`Expiry`], a TTL plus an optional stale window in
+//! which the old value is served when the loader fails or is slow.
+
+use std::time::Duration;
+
+use crate::ttl::Ttl;
+
+/// The lifetime of a value stored by a read-through
+/// ([`Cache::get_or_try_insert_with`](crate::Cache::get_or_try_insert_with)): fresh for its
+/// [`Ttl`], then, with [`stale`](Expiry::stale), kept that much longer so that a failing or slow
+/// loader does not fail the request while an older answer exists.
+///
+/// A [`Duration`] or a [`Ttl`] is an `Expiry` without a stale window, so existing calls keep
+/// their meaning.
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_core::{Cache, Expiry};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let cache = Cache::memory();
+/// // Fresh for a minute; for ten more, served when the database fails or takes over 200 ms.
+/// let expiry = Expiry::new(Duration::from_secs(60))
+///     .stale(Duration::from_secs(600))
+///     .soft_timeout(Duration::from_millis(200));
+/// let total: Result<u32, String> = cache
+///     .get_or_try_insert_with("kcal:7", expiry, || async { Ok(2100) })
+///     .await;
+/// assert_eq!(total, Ok(2100));
+/// # }
+/// ```
+///
+/// While fresh, the value is a hit. Past its TTL, plain [`get`](crate::Cache::get) sees a miss,
+/// and a read-through runs the loader (once per key, as always): its value replaces the old
+/// one; if it fails, or runs past the soft timeout, the stale value is returned instead (and
+/// counted in `cache_stale_served_total`), until the stale window closes too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Expiry {
+    pub(crate) ttl: Ttl,
+    pub(crate) stale: Duration,
+    pub(crate) soft_timeout: Option<Duration>,
+}
+
+impl Expiry {
+    /// Fresh for `ttl`, no stale window.
+    pub fn new(ttl: impl Into<Ttl>) -> Self {
+        Self {
+            ttl: ttl.into(),
+            stale: Duration::ZERO,
+            soft_timeout: None,
+        }
+    }
+
+    /// Keeps the value `window` past its TTL, to be served when the loader fails or exceeds the
+    /// soft timeout. Ignored for values stored without a TTL (they never go stale).
+    #[must_use]
+    pub fn stale(mut self, window: Duration) -> Self {
+        self.stale = window;
+        self
+    }
+
+    /// With a stale value at hand, a loader still running after `limit` is abandoned (dropped)
+    /// and the stale value served. Without a stale value the loader always runs to the end.
+    #[must_use]
+    pub fn soft_timeout(mut self, limit: Duration) -> Self {
+        self.soft_timeout = Some(limit);
+        self
+    }
+
+    /// The TTL: how long the value is fresh.
+    #[must_use]
+    pub fn ttl(&self) -> Ttl {
+        self.ttl
+    }
+
+    /// How long past its TTL the value may still be served on failure.
+    #[must_use]
+    pub fn stale_window(&self) -> Duration {
+        self.stale
+    }
+}
+
+impl From<Ttl> for Expiry {
+    fn from(ttl: Ttl) -> Self {
+        Self::new(ttl)
+    }
+}
+
+impl From<Duration> for Expiry {
+    fn from(ttl: Duration) -> Self {
+        Self::new(ttl)
+    }
+}
+
+impl From<Option<Duration>> for Expiry {
+    /// `None` is the cache's default TTL.
+    fn from(ttl: Option<Duration>) -> Self {
+        Self::new(ttl)
+    }
+}
