@@ -8,7 +8,10 @@ prints what is wrong and where; the exit status is 1 when any check fails.
 - env.prod.sample names every variable calories-app reads, and the ConfigMap and the Secret
   template together provide each one;
 - each kustomization.yaml lists every manifest beside it, and only files that exist;
-- every image reference carries an explicit tag other than "latest", or a digest.
+- every image reference carries an explicit tag other than "latest", or a digest;
+- the .dockerignore leaves in what cargo needs to build the image (the workspace's manifests,
+  lockfile, Rust sources and READMEs, and what the binary embeds: example-app/migrations and
+  example-app/data).
 """
 
 import argparse
@@ -117,6 +120,58 @@ def pinned_images(files: list[Path]) -> list[str]:
     return problems
 
 
+def dockerignore_regex(pattern: str) -> re.Pattern:
+    """A .dockerignore pattern (Go filepath.Match plus `**`) as a regex over a relative path."""
+    pattern = pattern.strip("/")
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    # A pattern that names a folder excludes everything in it.
+    return re.compile(out + "(?:/.*)?")
+
+
+def workspace_members(manifest: Path) -> list[str]:
+    match = re.search(r"^members\s*=\s*\[([^\]]*)\]", manifest.read_text(), re.MULTILINE)
+    return re.findall(r'"([^"]+)"', match.group(1)) if match else []
+
+
+def build_context(dockerignore: Path, workspace: Path, repo_files: Path) -> list[str]:
+    patterns = [line.strip() for line in dockerignore.read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    if any(p.startswith("!") for p in patterns):
+        return [f"{dockerignore}: re-inclusions (!) are beyond this check; extend it first"]
+    excluders = [(p, dockerignore_regex(p)) for p in patterns]
+    members = workspace_members(workspace)
+    if "example-app" not in members:
+        # The app lands in the workspace with its own branch; require its folders from then on.
+        members.append("example-app")
+    needed = []
+    for name in repo_files.read_text().splitlines():
+        in_member = any(name.startswith(m + "/") for m in members)
+        if (name in ("Cargo.toml", "Cargo.lock")
+                or (in_member and name.endswith((".rs", ".toml", ".md")))
+                or name.startswith(("example-app/migrations/", "example-app/data/"))):
+            needed.append(name)
+    problems = []
+    for name in needed:
+        for pattern, regex in excluders:
+            if regex.fullmatch(name):
+                problems.append(f"{dockerignore}: {pattern!r} leaves {name} out of the build context")
+                break
+    if not needed:
+        problems.append(f"{repo_files}: no Cargo.toml among the repository's files")
+    return problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toolchain", type=Path, required=True)
@@ -126,6 +181,10 @@ def main() -> int:
     parser.add_argument("--secret", type=Path, required=True)
     parser.add_argument("--kustomization", type=Path, action="append", required=True)
     parser.add_argument("--images", type=Path, nargs="+", required=True)
+    parser.add_argument("--dockerignore", type=Path, required=True)
+    parser.add_argument("--workspace", type=Path, required=True, help="the root Cargo.toml")
+    parser.add_argument("--repo-files", type=Path, required=True,
+                        help="a file listing the repository's files, one path a line")
     args = parser.parse_args()
 
     problems = rust_versions(args.toolchain, args.dockerfile)
@@ -133,6 +192,7 @@ def main() -> int:
     for kustomization in args.kustomization:
         problems += kustomization_resources(kustomization)
     problems += pinned_images(args.images)
+    problems += build_context(args.dockerignore, args.workspace, args.repo_files)
     for problem in problems:
         print(f"ERROR {problem}")
     return 1 if problems else 0

@@ -107,6 +107,12 @@ scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 
 mapfile -t all_files < <(repo_files | sort)
+# The build context of a fresh clone: the tracked files (a developer's local database is not).
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git ls-files >"$scratch/tracked-files"
+else
+    printf '%s\n' "${all_files[@]}" >"$scratch/tracked-files"
+fi
 manifests=()
 deploy_yaml=(.yamllint.yaml)
 scripts=()
@@ -138,6 +144,7 @@ consistency_args=(
     --kustomization k8s-example/base/kustomization.yaml
     --kustomization k8s-example/test/kustomization.yaml
     --images example-app/docker-compose.yml "${manifests[@]}"
+    --dockerignore .dockerignore --workspace Cargo.toml --repo-files "$scratch/tracked-files"
 )
 
 failures=0
@@ -171,7 +178,7 @@ check "yamllint --strict: ${#deploy_yaml[@]} files" yamllint_check "${deploy_yam
 check "shellcheck: ${scripts[*]}" shellcheck_check "${scripts[@]}"
 check "docker compose config -q: example-app/docker-compose.yml with env.prod.sample" \
     compose_check example-app/docker-compose.yml example-app/env.prod.sample
-check "consistency: Rust version, app variables, kustomize resources, image tags" \
+check "consistency: Rust version, app variables, kustomize resources, image tags, build context" \
     consistency_check "${consistency_args[@]}"
 
 if [ "$failures" -ne 0 ]; then
@@ -263,6 +270,8 @@ mutation "consistency on an env.prod.sample without TRUST_FORWARDED_FOR" \
 mutation "consistency on an image without a tag (redis.yaml image: redis)" \
     "$base/redis.yaml" 's/image: redis:.*/image: redis/' \
     consistency_with "$base/redis.yaml" @FILE@
+mutation "consistency on a .dockerignore that leaves Cargo.lock out of the build context" \
+    .dockerignore '1a Cargo.lock' consistency_with .dockerignore @FILE@
 # A kustomization is judged with the files beside it, so this case copies its folder.
 label="consistency on a kustomization.yaml without pdb.yaml (never applied)"
 cp -R "$base" "$scratch/base-good"
