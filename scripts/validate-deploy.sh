@@ -161,17 +161,20 @@ check() {
 check "kubernetes-validate --strict, Kubernetes ${k8s_versions[*]}: ${#manifests[@]} manifests" \
     kube_validate "${manifests[@]}"
 # The objects as they reach the cluster: namespace, labels, image and patches applied.
-if command -v kubectl >/dev/null 2>&1; then
-    rendered=()
-    for k in "${kustomizations[@]}"; do
+kustomize_validate() {
+    local k out rendered=()
+    for k in "$@"; do
         out="$scratch/rendered-$(dirname "$k" | tr / -).yaml"
-        kubectl kustomize "$(dirname "$k")" >"$out"
+        kubectl kustomize "$(dirname "$k")" >"$out" || return 1
         rendered+=("$out")
     done
-    check "kubernetes-validate --strict on kubectl kustomize of ${#rendered[@]} kustomizations" \
-        kube_validate "${rendered[@]}"
+    kube_validate "${rendered[@]}"
+}
+if command -v kubectl >/dev/null 2>&1; then
+    check "kubectl kustomize, then kubernetes-validate --strict: ${kustomizations[*]}" \
+        kustomize_validate "${kustomizations[@]}"
 else
-    echo "==> skipped: kustomize rendering (no kubectl on PATH); the manifests were checked one by one"
+    echo "==> skipped: kustomize rendering (no kubectl on PATH); each manifest was checked alone"
 fi
 check "hadolint --failure-threshold warning: ${dockerfiles[*]}" hadolint_check "${dockerfiles[@]}"
 check "yamllint --strict: ${#deploy_yaml[@]} files" yamllint_check "${deploy_yaml[@]}"
