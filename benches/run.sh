@@ -53,7 +53,7 @@ cleanup() {
     rm -rf "$REDIS_DIR"
 }
 trap cleanup EXIT
-for attempt in 1 2 3 4 5; do
+for _ in 1 2 3 4 5; do
     PORT=$((20000 + RANDOM % 40000))
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then continue; fi
     redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no \

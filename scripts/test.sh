@@ -34,5 +34,6 @@ cargo bench -p cache-benches --no-run --locked
 echo "==> cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked --quiet
 
+echo "==> deployment files (offline validators)" && scripts/validate-deploy.sh
 echo "==> cargo test"
 cargo test --workspace --all-features --locked
