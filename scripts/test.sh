@@ -35,5 +35,7 @@ echo "==> cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked --quiet
 
 echo "==> deployment files (offline validators)" && scripts/validate-deploy.sh
+echo "==> static binary (as Dockerfile.scratch builds it: started, health-checked, stopped)"
+example-app/scripts/check-static.sh
 echo "==> cargo test"
 cargo test --workspace --all-features --locked

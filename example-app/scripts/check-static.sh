@@ -18,11 +18,13 @@ echo "==> cargo build --release (crt-static, $target)"
 # --target keeps the flag off build scripts and proc macros, which must stay dynamic.
 RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release --locked --quiet -p calories-app --target "$target"
-bin="${CARGO_TARGET_DIR:-target}/$target/release/calories-app"
+bin="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/$target/release/calories-app"
 
-if ldd "$bin" >/dev/null 2>&1; then
+# A static binary has no NEEDED entries (ldd's exit status cannot tell: it succeeds on
+# static-pie binaries too).
+if readelf -d "$bin" | grep -q '(NEEDED)'; then
     echo "check-static: $bin is dynamically linked:" >&2
-    ldd "$bin" >&2
+    readelf -d "$bin" | grep '(NEEDED)' >&2
     exit 1
 fi
 
@@ -36,7 +38,7 @@ trap cleanup EXIT
 
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 export BIND_ADDR="127.0.0.1:$port"
-(cd "$work" && env -u DATABASE_URL -u CACHE_URL -u APP_ENV "$bin" >"$work/server.log" 2>&1) &
+(cd "$work" && exec env -u DATABASE_URL -u CACHE_URL -u APP_ENV "$bin" >"$work/server.log" 2>&1) &
 pid=$!
 
 # The server needs a moment to migrate its new SQLite file; poll its healthcheck (30 s at most).

@@ -749,3 +749,33 @@ async fn with_the_cache_off_every_read_comes_from_the_database() {
         "none"
     );
 }
+
+/// Behind an ingress (`TRUST_FORWARDED_FOR=true`), each client IP in `X-Forwarded-For` has its
+/// own budget; the rightmost entry counts, the one the ingress added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_each_forwarded_client_has_its_own_budget() {
+    let app = TestApp::start_with(Stack::SqliteMemory, |c| {
+        c.rate_limit_anon_per_minute = 2;
+        c.trust_forwarded_for = true;
+    })
+    .await;
+    let from = |chain: &str| {
+        axum::http::Request::get("/foods?q=tea")
+            .header("x-forwarded-for", chain)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    for _ in 0..2 {
+        assert_eq!(app.send(from("203.0.113.7")).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        app.send(from("203.0.113.7")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A spoofed left entry does not buy a new budget; a new client does.
+    assert_eq!(
+        app.send(from("198.51.100.1, 203.0.113.7")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(app.send(from("203.0.113.8")).await.status, StatusCode::OK);
+}
