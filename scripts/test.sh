@@ -39,3 +39,6 @@ echo "==> static binary (as Dockerfile.scratch builds it: started, health-checke
 example-app/scripts/check-static.sh
 echo "==> cargo test"
 cargo test --workspace --all-features --locked
+
+echo "==> schemathesis: the running app fuzzed through its OpenAPI document (bounded)"
+example-app/scripts/schemathesis.sh 60

@@ -191,14 +191,18 @@ const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Login name; stored lower-cased.
+    #[schema(format = "email", min_length = 3, max_length = 254)]
     pub email: String,
     /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
     /// Display name, up to 100 characters.
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub name: Option<String>,
     /// Daily calorie goal, 500 to 10,000; default 2,000.
     #[serde(default)]
+    #[schema(minimum = 500, maximum = 10000)]
     pub daily_goal: Option<i64>,
     /// IANA time zone such as `Europe/Berlin`; default `UTC`.
     #[serde(default)]

@@ -84,17 +84,22 @@ impl Meal {
 #[serde(deny_unknown_fields)]
 pub struct NewMeal {
     /// What it was: 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Energy, 0 to 10,000 kcal.
+    #[schema(minimum = 0, maximum = 10000)]
     pub calories: i64,
     /// Protein, 0 to 1,000 g; default 0.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000)]
     pub protein_g: Option<f64>,
     /// Fat, 0 to 1,000 g; default 0.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000)]
     pub fat_g: Option<f64>,
     /// Carbohydrates, 0 to 1,000 g; default 0.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000)]
     pub carbs_g: Option<f64>,
     /// RFC 3339 time such as `2026-11-26T12:30:00+01:00`; default now. From 2000 to one day ahead.
     #[serde(default)]

@@ -23,7 +23,7 @@ use crate::{auth, error, foods, health, meals, stats, telemetry, users};
         health::live, health::ready, health::health, telemetry::metrics, openapi_json,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
 )]
 pub struct ApiDoc;
 
@@ -36,6 +36,67 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// Documents, on every operation, the error answers any request can get whatever the route:
+/// a body or query that does not parse (400), a missing or bad token (401, on routes that take
+/// one), an unknown method (405), a body too large (413), a wrong content type (415), a value
+/// out of range (422), the rate limit (429), a bug (500), a database outage (503). Each has the
+/// JSON error body; the routes' own annotations keep their specific ones.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        const ALWAYS: [(&str, &str); 8] = [
+            (
+                "400",
+                "The request could not be read (syntax, types, missing parts)",
+            ),
+            ("405", "The route does not accept this method"),
+            ("413", "The body is too large"),
+            ("415", "The content type is not the one this route reads"),
+            ("422", "A value is out of range or invalid"),
+            (
+                "429",
+                "Rate limited: retry after the seconds in Retry-After",
+            ),
+            ("500", "A failure of the server, logged"),
+            ("503", "The database is unavailable; retry shortly"),
+        ];
+        let error = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let needs_token = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let unauthorized = ("401", "No valid `Authorization: Bearer` token");
+                let codes = ALWAYS.iter().chain(needs_token.then_some(&unauthorized));
+                for (code, description) in codes {
+                    operation
+                        .responses
+                        .responses
+                        .entry((*code).to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(*description)
+                                .content("application/json", error())
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
     }
 }
 

@@ -196,8 +196,10 @@ pub async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Us
 #[serde(deny_unknown_fields)]
 pub struct ProfileUpdate {
     /// Display name, up to 100 characters.
+    #[schema(max_length = 100)]
     pub name: Option<String>,
     /// Daily calorie goal, 500 to 10,000.
+    #[schema(minimum = 500, maximum = 10000)]
     pub daily_goal: Option<i64>,
     /// IANA time zone.
     pub time_zone: Option<String>,
