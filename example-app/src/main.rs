@@ -36,6 +36,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Healthcheck) = cli.command {
+        // No runtime, no logging and no other settings: this runs every few seconds inside the
+        // container, and must not fail on a setting it does not use (such as JWT_SECRET).
+        return healthcheck();
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -43,16 +48,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::Healthcheck) = cli.command {
-        // No runtime and no logging: this runs every few seconds inside the container.
-        return match probe::check(config.bind_addr) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("unhealthy: {err:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
     telemetry::init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -69,6 +64,28 @@ fn main() -> ExitCode {
         Err(err) => {
             tracing::error!("{err:#}");
             eprintln!("calories-app: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn healthcheck() -> ExitCode {
+    let _ = dotenvy::dotenv();
+    let default = Config::default().bind_addr;
+    let addr = match std::env::var("BIND_ADDR") {
+        Ok(raw) if !raw.trim().is_empty() => match raw.trim().parse() {
+            Ok(addr) => addr,
+            Err(_) => {
+                eprintln!("unhealthy: BIND_ADDR {raw:?} is not an address such as 0.0.0.0:8000");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => default,
+    };
+    match probe::check(addr) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("unhealthy: {err:#}");
             ExitCode::FAILURE
         }
     }

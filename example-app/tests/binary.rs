@@ -191,6 +191,15 @@ async fn with_no_services_it_serves_the_readme_session_and_stops_on_sigterm() {
         healthcheck(dir.path(), addr),
         "healthcheck passes against a running server"
     );
+    let in_production_container = command(dir.path(), addr)
+        .env("APP_ENV", "production")
+        .arg("healthcheck")
+        .status()
+        .unwrap();
+    assert!(
+        in_production_container.success(),
+        "the healthcheck needs no JWT_SECRET"
+    );
     assert!(server.terminate().success(), "SIGTERM is a clean exit");
     assert!(
         !healthcheck(dir.path(), addr),
