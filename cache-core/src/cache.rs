@@ -649,6 +649,120 @@ impl Cache {
         old
     }
 
+    /// [`get_or_try_insert_with`](Cache::get_or_try_insert_with) for a loader that can also run
+    /// in the background (`Fn`, `Send` and `'static`: usually a closure over cloned handles), so
+    /// that [`Expiry::refresh_ahead`] can keep a hot key from ever expiring: a hit past that
+    /// fraction of its TTL answers at once with the current value and starts one reload in a
+    /// spawned task. The reload leads the key's single flight, so however many hits see the key
+    /// aging, it runs once at a time per cache (and its clones). Misses, stale values and
+    /// failures behave exactly as in `get_or_try_insert_with`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Cache, Expiry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = Cache::memory();
+    /// let expiry = Expiry::new(Duration::from_secs(60)).refresh_ahead(0.8);
+    /// let db = std::sync::Arc::new(2100_u32); // a pool handle, in real code
+    /// let total: Result<u32, String> = cache
+    ///     .get_or_refresh("kcal:7", expiry, move || {
+    ///         let db = db.clone();
+    ///         async move { Ok(*db) }
+    ///     })
+    ///     .await;
+    /// assert_eq!(total, Ok(2100));
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The loader's error, never the cache's.
+    pub async fn get_or_refresh<T, E, F, Fut>(
+        &self,
+        key: impl AsRef<str>,
+        expiry: impl Into<Expiry>,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Cacheable,
+        E: Clone + Send + Sync + 'static,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let key = key.as_ref();
+        let expiry = expiry.into();
+        if let (Some(fraction), false) = (expiry.refresh_ahead, self.is_leading(key)) {
+            match self.lookup_aged::<T>(key).await {
+                Ok((Lookup::Hit(value), used)) => {
+                    self.inner.metrics.hits.increment(1);
+                    if used >= fraction {
+                        self.spawn_refresh(key, expiry, loader);
+                    }
+                    return Ok(value);
+                }
+                // Anything else is the read-through's to handle (it looks again, and counts).
+                Ok(_) => {}
+                Err(err) => self.absorb("cache read failed, serving from the loader", &err),
+            }
+        }
+        self.get_or_try_insert_with(key, expiry, loader).await
+    }
+
+    /// Reloads `key` in a spawned task, unless a load of it is already running.
+    fn spawn_refresh<T, E, F, Fut>(&self, key: &str, expiry: Expiry, loader: F)
+    where
+        T: Cacheable,
+        E: Clone + Send + Sync + 'static,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        // Already refreshing (or loading): the hit needs nothing more.
+        if self.inner.flights.is_running(key) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (cache, key) = (self.clone(), key.to_owned());
+        runtime.spawn(async move {
+            let Flight::Leader(leader) = cache.inner.flights.join(&key) else {
+                return;
+            };
+            cache.inner.metrics.loader_runs.increment(1);
+            match cache.lead(&key, loader).await {
+                Ok(value) => {
+                    leader.publish(Ok(Arc::new(value.clone())));
+                    if let Ok(ttl) = expiry.ttl.resolve(cache.inner.default_ttl) {
+                        cache
+                            .read_through_set(&key, &value, ttl, expiry.stale)
+                            .await;
+                    }
+                }
+                // The current value stays until its TTL; the next aging hit tries again.
+                Err(err) => leader.publish(Err(Arc::new(err))),
+            }
+        });
+    }
+
+    /// Reads `key` without counting it, with how much of its fresh time it has used.
+    async fn lookup_aged<T: Cacheable>(&self, key: &str) -> Result<(Lookup<T>, f64)> {
+        let inner = &*self.inner;
+        match &inner.store {
+            Store::Memory(memory) => Ok((memory.get::<T>(key), memory.life_used(key))),
+            Store::Remote(remote) => {
+                let full = inner.full_key(key);
+                let bytes = self
+                    .call(remote, Op::Get, remote.backend.get(&full))
+                    .await?;
+                let used = bytes
+                    .as_deref()
+                    .map_or(0.0, |b| envelope::life_used(b, envelope::now_millis()));
+                Ok((self.decode(bytes.as_deref()), used))
+            }
+        }
+    }
+
     /// Identifies this cache (and its clones) among the keys a task is loading.
     fn id(&self) -> usize {
         Arc::as_ptr(&self.inner).cast::<()>() as usize

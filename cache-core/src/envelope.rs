@@ -87,6 +87,23 @@ pub(crate) fn is_fresh(bytes: &[u8], now: u64) -> bool {
         .is_some_and(|fresh_until| fresh_until == 0 || fresh_until > now)
 }
 
+/// How much of its fresh time an envelope has used at `now`: 0 when written, 1 at its
+/// fresh-until; 0 for values without one (they never need a refresh).
+pub(crate) fn life_used(bytes: &[u8], now: u64) -> f64 {
+    let field = |range: std::ops::Range<usize>| {
+        bytes
+            .get(range)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    match (field(3..11), field(11..HEADER)) {
+        (Some(written), Some(fresh_until)) if fresh_until > written => {
+            now.saturating_sub(written) as f64 / (fresh_until - written) as f64
+        }
+        _ => 0.0,
+    }
+}
+
 /// Now, in Unix milliseconds, the unit of the header's times.
 pub(crate) fn now_millis() -> u64 {
     unix_millis(SystemTime::now())

@@ -1,5 +1,6 @@
 //! How a read-through ages what it stores: [`Expiry`], a TTL plus an optional stale window in
-//! which the old value is served when the loader fails or is slow.
+//! which the old value is served when the loader fails or is slow, and an optional point from
+//! which hits start a background refresh.
 
 use std::time::Duration;
 
@@ -35,11 +36,12 @@ use crate::ttl::Ttl;
 /// and a read-through runs the loader (once per key, as always): its value replaces the old
 /// one; if it fails, or runs past the soft timeout, the stale value is returned instead (and
 /// counted in `cache_stale_served_total`), until the stale window closes too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Expiry {
     pub(crate) ttl: Ttl,
     pub(crate) stale: Duration,
     pub(crate) soft_timeout: Option<Duration>,
+    pub(crate) refresh_ahead: Option<f64>,
 }
 
 impl Expiry {
@@ -49,6 +51,7 @@ impl Expiry {
             ttl: ttl.into(),
             stale: Duration::ZERO,
             soft_timeout: None,
+            refresh_ahead: None,
         }
     }
 
@@ -65,6 +68,16 @@ impl Expiry {
     #[must_use]
     pub fn soft_timeout(mut self, limit: Duration) -> Self {
         self.soft_timeout = Some(limit);
+        self
+    }
+
+    /// With [`Cache::get_or_refresh`](crate::Cache::get_or_refresh): a hit after `fraction` of
+    /// the TTL (say `0.8`) still answers at once with the current value, and starts one
+    /// background reload for the key, so a hot key is replaced before it expires and no caller
+    /// ever waits for it. A fraction outside `0 < f < 1` turns it off.
+    #[must_use]
+    pub fn refresh_ahead(mut self, fraction: f64) -> Self {
+        self.refresh_ahead = (fraction > 0.0 && fraction < 1.0).then_some(fraction);
         self
     }
 

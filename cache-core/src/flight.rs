@@ -68,6 +68,22 @@ impl<V: Clone> SingleFlight<V> {
         Self::default()
     }
 
+    /// Whether work for `key` is in progress (a hint: it may start or end right after).
+    ///
+    /// ```
+    /// let flights = cache_core::SingleFlight::<u32>::new();
+    /// let leader = flights.join("report:7");
+    /// assert!(flights.is_running("report:7"));
+    /// drop(leader);
+    /// assert!(!flights.is_running("report:7"));
+    /// ```
+    pub fn is_running(&self, key: &str) -> bool {
+        self.in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(key)
+    }
+
     /// Leads the work for `key`, or follows whoever already does.
     pub fn join(&self, key: &str) -> Flight<'_, V> {
         let mut map = self

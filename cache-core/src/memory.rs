@@ -45,6 +45,8 @@ pub(crate) struct Entry {
     value: Arc<dyn Any + Send + Sync>,
     /// How long the entry is kept (its fresh time plus any stale window).
     ttl: Option<Duration>,
+    /// When it was stored.
+    written: Instant,
     /// When it stops being fresh; `None`: while it is kept.
     fresh_until: Option<Instant>,
     weight: u32,
@@ -58,10 +60,12 @@ impl Entry {
         fresh_for: Option<Duration>,
         weight: u32,
     ) -> Self {
+        let written = Instant::now();
         Self {
             value: Arc::new(value),
             ttl,
-            fresh_until: fresh_for.and_then(|d| std::time::Instant::now().checked_add(d)),
+            written,
+            fresh_until: fresh_for.and_then(|d| written.checked_add(d)),
             weight,
         }
     }
@@ -148,6 +152,18 @@ impl MemoryStore {
                 None => Lookup::OtherType,
             },
         }
+    }
+
+    /// How much of its fresh time the entry under `key` has used (0 without an entry or a TTL).
+    pub(crate) fn life_used(&self, key: &str) -> f64 {
+        self.entries
+            .get(key)
+            .map_or(0.0, |entry| match entry.fresh_until {
+                Some(until) if until > entry.written => {
+                    entry.written.elapsed().as_secs_f64() / (until - entry.written).as_secs_f64()
+                }
+                _ => 0.0,
+            })
     }
 
     pub(crate) fn insert(&self, key: String, entry: Entry) {

@@ -8,6 +8,9 @@
 //! | `user_stats:{user}:{days}:{today}` | `GET /stats` (`#[cache_result]`) | 30 min | any meal write; `PATCH /users/me` |
 //! | `http:..` | `GET /foods` responses (the HTTP layer) | `max-age` | never written by users |
 //!
+//! A day read after 80% of its hour is reloaded in the background (`get_or_refresh` with
+//! `refresh_ahead(0.8)`), so a day in use never expires under its readers.
+//!
 //! The day view and the stats also keep a stale window (an hour past their TTL) in which they
 //! are served when the database fails; a write deletes the entry, window included, so the
 //! window never hides a user's own write.

@@ -466,15 +466,22 @@ pub async fn daily(
         Some(raw) => validate::date("date", raw)?,
         None => profile.today(),
     };
+    // A day read often is reloaded in the background after 80% of its hour, so it never
+    // expires under its readers.
+    let expiry = Expiry::new(DAILY_TTL)
+        .stale(DAILY_STALE)
+        .soft_timeout(DAILY_SOFT_TIMEOUT)
+        .refresh_ahead(0.8);
+    let loader = {
+        let state = state.clone();
+        move || {
+            let (state, profile) = (state.clone(), profile.clone());
+            async move { load_day(&state, &profile, date).await }
+        }
+    };
     let summary = state
         .cache
-        .get_or_try_insert_with(
-            cached::daily(user.id, date),
-            Expiry::new(DAILY_TTL)
-                .stale(DAILY_STALE)
-                .soft_timeout(DAILY_SOFT_TIMEOUT),
-            || load_day(&state, &profile, date),
-        )
+        .get_or_refresh(cached::daily(user.id, date), expiry, loader)
         .await?;
     Ok(Json(summary))
 }
