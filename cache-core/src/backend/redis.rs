@@ -15,6 +15,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,10 +41,26 @@ const SCAN_BATCH: usize = 1_000;
 /// # Ok(()) }
 /// ```
 pub struct RedisBackend {
-    connections: Box<[ConnectionManager]>,
+    connections: Box<[RwLock<Slot>]>,
     next: AtomicUsize,
     address: String,
     op_timeout: Duration,
+    /// What a replacement manager is made from (see [`needs_new_manager`]).
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+}
+
+/// One connection manager and how many times it has been replaced.
+struct Slot {
+    generation: u64,
+    manager: ConnectionManager,
+}
+
+/// A connection manager taken for one operation, and where it came from.
+struct Lease {
+    slot: usize,
+    generation: u64,
+    manager: ConnectionManager,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -75,6 +92,17 @@ impl RedisBackend {
         let client = redis::Client::open(url).map_err(|e| {
             Error::config(format!("CACHE_URL {address:?} is not a valid Redis URL")).with_source(e)
         })?;
+        Self::connect_client(client, url, connections, connect_timeout, op_timeout).await
+    }
+
+    async fn connect_client(
+        client: redis::Client,
+        url: &str,
+        connections: usize,
+        connect_timeout: Duration,
+        op_timeout: Duration,
+    ) -> Result<Self> {
+        let address = crate::url::redact(url);
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             // The cache times every operation itself (and that timeout also covers waiting for a
@@ -87,20 +115,19 @@ impl RedisBackend {
         for _ in 0..connections.max(1) {
             let manager = ConnectionManager::new_with_config(client.clone(), config.clone())
                 .await
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Connect,
-                        format!("cannot connect to Redis at {address}: is redis-server running and reachable?"),
-                    )
-                    .with_source(e)
-                })?;
-            managers.push(manager);
+                .map_err(|e| connect_error(&address, e))?;
+            managers.push(RwLock::new(Slot {
+                generation: 0,
+                manager,
+            }));
         }
         Ok(Self {
             connections: managers.into_boxed_slice(),
             next: AtomicUsize::new(0),
             address,
             op_timeout,
+            client,
+            config,
         })
     }
 
@@ -110,21 +137,84 @@ impl RedisBackend {
         &self.address
     }
 
-    fn connection(&self) -> ConnectionManager {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        self.connections[i].clone()
+    fn connection(&self) -> Lease {
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let held = self.connections[slot]
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Lease {
+            slot,
+            generation: held.generation,
+            manager: held.manager.clone(),
+        }
+    }
+
+    /// Turns a command's result into the cache's, replacing the lease's manager when the
+    /// error says it will not recover by itself.
+    fn settle<T>(&self, lease: &Lease, result: redis::RedisResult<T>) -> Result<T> {
+        if let Err(err) = &result
+            && needs_new_manager(err)
+        {
+            self.replace(lease);
+        }
+        Ok(result?)
+    }
+
+    fn replace(&self, lease: &Lease) {
+        let mut held = self.connections[lease.slot]
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Another operation on the same manager may have replaced it already.
+        if held.generation != lease.generation {
+            return;
+        }
+        // Lazy: it connects on its first use, under that operation's timeout.
+        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
+            Ok(manager) => {
+                held.generation += 1;
+                held.manager = manager;
+                tracing::debug!(address = %self.address, "redis connection replaced");
+            }
+            Err(err) => tracing::debug!(error = %err, "redis connection not replaced"),
+        }
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut lease = self.connection();
+        let result = cmd.query_async(&mut lease.manager).await;
+        self.settle(&lease, result)
     }
 
     async fn step<T>(
         &self,
         what: &str,
+        lease: &Lease,
         fut: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T> {
         match tokio::time::timeout(self.op_timeout, fut).await {
-            Ok(result) => Ok(result?),
+            Ok(result) => self.settle(lease, result),
             Err(_) => Err(Error::timeout(what, self.op_timeout)),
         }
     }
+}
+
+/// True for an error after which a manager will not recover by itself. The `redis` crate's
+/// manager reconnects after an I/O error, but when a *reconnection* fails otherwise (a reply cut
+/// mid-way through the connection's handshake is a parse error; refused credentials are an
+/// authentication error), it keeps that failed connection and returns its error to every later
+/// call without trying again: the cache would never reach Redis again. `tests/faults.rs` cuts a
+/// handshake to show it. Replacing the manager costs one connection attempt, and the circuit
+/// breaker paces the calls that can trigger it.
+fn needs_new_manager(err: &redis::RedisError) -> bool {
+    err.is_unrecoverable_error() && !err.is_io_error()
+}
+
+fn connect_error(address: &str, e: redis::RedisError) -> Error {
+    Error::new(
+        ErrorKind::Connect,
+        format!("cannot connect to Redis at {address}: is redis-server running and reachable?"),
+    )
+    .with_source(e)
 }
 
 fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
@@ -145,22 +235,18 @@ impl super::Backend for RedisBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let mut conn = self.connection();
-        Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
+        self.query(redis::cmd("GET").arg(key)).await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.connection();
-        Ok(redis::cmd("MGET").arg(keys).query_async(&mut conn).await?)
+        self.query(redis::cmd("MGET").arg(keys)).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
-        let mut conn = self.connection();
-        let () = set_cmd(key, value, ttl).query_async(&mut conn).await?;
-        Ok(())
+        self.query(&set_cmd(key, value, ttl)).await
     }
 
     async fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Option<Duration>) -> Result<()> {
@@ -171,19 +257,19 @@ impl super::Backend for RedisBackend {
         for (key, value) in entries {
             pipe.add_command(set_cmd(key, value, ttl)).ignore();
         }
-        let mut conn = self.connection();
-        let () = pipe.query_async(&mut conn).await?;
-        Ok(())
+        let mut lease = self.connection();
+        let result = pipe.query_async(&mut lease.manager).await;
+        self.settle(&lease, result)
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        let mut conn = self.connection();
-        let removed: u64 = redis::cmd("UNLINK").arg(key).query_async(&mut conn).await?;
+        let removed: u64 = self.query(redis::cmd("UNLINK").arg(key)).await?;
         Ok(removed > 0)
     }
 
     async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
-        let mut conn = self.connection();
+        let lease = self.connection();
+        let mut conn = lease.manager.clone();
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
@@ -193,12 +279,15 @@ impl super::Backend for RedisBackend {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(SCAN_BATCH);
-            let (next, keys): (u64, Vec<Vec<u8>>) =
-                self.step("SCAN", scan.query_async(&mut conn)).await?;
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
+                .step("SCAN", &lease, scan.query_async(&mut conn))
+                .await?;
             if !keys.is_empty() {
                 let mut unlink = redis::cmd("UNLINK");
                 unlink.arg(&keys);
-                let n: u64 = self.step("UNLINK", unlink.query_async(&mut conn)).await?;
+                let n: u64 = self
+                    .step("UNLINK", &lease, unlink.query_async(&mut conn))
+                    .await?;
                 removed += n;
             }
             if next == 0 {
@@ -209,8 +298,7 @@ impl super::Backend for RedisBackend {
     }
 
     async fn ping(&self) -> Result<()> {
-        let mut conn = self.connection();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let _: String = self.query(&redis::cmd("PING")).await?;
         Ok(())
     }
 }

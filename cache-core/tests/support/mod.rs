@@ -1,4 +1,5 @@
-//! Test support: real servers on loopback, started and stopped by the tests.
+//! Test support: real servers on loopback, started and stopped by the tests, and a
+//! fault-injecting proxy ([`FaultProxy`]) to put between a client and a server.
 //!
 //! `mod.rs` rather than `support.rs` beside the tests: Cargo would build a `tests/support.rs`
 //! as a test target of its own.
@@ -17,6 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cache_core::{Cache, CacheBuilder};
+
+pub mod proxy;
+
+pub use proxy::{FaultProxy, Mode};
 
 /// A `redis-server` on 127.0.0.1 in a temporary directory, killed when dropped.
 pub struct RedisServer {
