@@ -53,7 +53,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `macros` | yes | [`cache_result`], re-exported from `cache-macros` |
-//! | `tls` | no | `rediss://` URLs (Redis over TLS, rustls with the ring provider) |
+//! | `tls` | no | `rediss://` URLs (Redis over TLS, rustls with the ring provider); `CacheBuilder::tls_root_certificates` for a private CA |
 //! | `uuid`, `chrono`, `time` | no | [`KeyPart`] for those crates' ids, dates and times |
 //! | `axum` | no | [`KeyPart`] for axum's `Path` and `Query` extractors |
 //! | `actix` | no | [`KeyPart`] for actix-web's `web::Path` and `web::Query` |

@@ -88,14 +88,12 @@ impl RedisBackend {
         connect_timeout: Duration,
         op_timeout: Duration,
     ) -> Result<Self> {
-        let address = crate::url::redact(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::config(format!("CACHE_URL {address:?} is not a valid Redis URL")).with_source(e)
-        })?;
+        let client = client(url, None)?;
         Self::connect_client(client, url, connections, connect_timeout, op_timeout).await
     }
 
-    async fn connect_client(
+    /// [`connect`](Self::connect) with a client already configured (TLS trust anchors).
+    pub(crate) async fn connect_client(
         client: redis::Client,
         url: &str,
         connections: usize,
@@ -198,6 +196,73 @@ impl RedisBackend {
     }
 }
 
+/// A client for `url`; with `tls_roots` (PEM), a `rediss://` client that trusts those CAs
+/// instead of the system's.
+pub(crate) fn client(url: &str, tls_roots: Option<&[u8]>) -> Result<redis::Client> {
+    let address = crate::url::redact(url);
+    let invalid =
+        |e| Error::config(format!("CACHE_URL {address:?} is not a valid Redis URL")).with_source(e);
+    let Some(pem) = tls_roots else {
+        return redis::Client::open(url).map_err(invalid);
+    };
+    tls_client(url, &address, pem, invalid)
+}
+
+#[cfg(feature = "tls")]
+fn tls_client(
+    url: &str,
+    address: &str,
+    pem: &[u8],
+    invalid: impl Fn(redis::RedisError) -> Error,
+) -> Result<redis::Client> {
+    let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(&invalid)?;
+    if !matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+        return Err(Error::config(format!(
+            "TLS root certificates are set but CACHE_URL {address:?} is not rediss://; \
+             use rediss:// so that they are used"
+        )));
+    }
+    use rustls::pki_types::pem::PemObject as _;
+
+    // An empty trust store would fail every handshake later with a vaguer message: say it now.
+    let parsed: std::result::Result<Vec<_>, _> =
+        rustls::pki_types::CertificateDer::pem_slice_iter(pem).collect();
+    match parsed {
+        Ok(certificates) if !certificates.is_empty() => {}
+        Ok(_) => {
+            return Err(Error::config(
+                "the TLS root certificates contain no PEM certificate \
+                 (\"-----BEGIN CERTIFICATE-----\" ...)",
+            ));
+        }
+        Err(e) => {
+            return Err(
+                Error::config("the TLS root certificates are not valid PEM certificates")
+                    .with_source(e),
+            );
+        }
+    }
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem.to_vec()),
+    };
+    redis::Client::build_with_tls(info, certificates).map_err(|e| {
+        Error::config("the TLS root certificates are not valid PEM certificates").with_source(e)
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_client(
+    _url: &str,
+    _address: &str,
+    _pem: &[u8],
+    _invalid: impl Fn(redis::RedisError) -> Error,
+) -> Result<redis::Client> {
+    Err(Error::config(
+        "TLS root certificates need cache-core's \"tls\" feature",
+    ))
+}
+
 /// True for an error after which a manager will not recover by itself. The `redis` crate's
 /// manager reconnects after an I/O error, but when a *reconnection* fails otherwise (a reply cut
 /// mid-way through the connection's handshake is a parse error; refused credentials are an
@@ -209,12 +274,24 @@ fn needs_new_manager(err: &redis::RedisError) -> bool {
     err.is_unrecoverable_error() && !err.is_io_error()
 }
 
+/// The error of a failed connection: refused credentials are a configuration problem, anything
+/// else a server that cannot be reached.
 fn connect_error(address: &str, e: redis::RedisError) -> Error {
-    Error::new(
-        ErrorKind::Connect,
-        format!("cannot connect to Redis at {address}: is redis-server running and reachable?"),
-    )
-    .with_source(e)
+    let auth = e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"));
+    let err = if auth {
+        Error::config(format!(
+            "Redis at {address} refused the credentials: check the user and password in CACHE_URL \
+             (and that the ACL user is enabled)"
+        ))
+    } else {
+        Error::new(
+            ErrorKind::Connect,
+            format!("cannot connect to Redis at {address}: is redis-server running and reachable?"),
+        )
+    };
+    // RedisError's Display never includes the connection password.
+    err.with_source(e)
 }
 
 fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
