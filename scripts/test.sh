@@ -36,3 +36,6 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --lock
 
 echo "==> cargo test"
 cargo test --workspace --all-features --locked
+
+echo "==> fuzzing (bounded)"
+scripts/fuzz.sh 15
