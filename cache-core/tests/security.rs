@@ -293,8 +293,10 @@ mod tls {
             let err = builder.build().await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
             assert!(
-                err.to_string().to_lowercase().contains("certificate"),
-                "says why: {err}"
+                err.to_string()
+                    .contains("TLS certificate that is not trusted")
+                    && err.to_string().contains("tls_root_certificates"),
+                "says why, and what to do: {err}"
             );
             assert_hidden(
                 "the error",

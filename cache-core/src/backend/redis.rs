@@ -263,6 +263,36 @@ fn tls_client(
     ))
 }
 
+/// True when the TLS handshake failed on the server's certificate.
+#[cfg(feature = "tls")]
+fn untrusted_certificate(err: &redis::RedisError) -> bool {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(mut current) = cause {
+        // RedisError hands out its cause as an Arc, whose own `source` skips the cause.
+        if let Some(shared) = current.downcast_ref::<Shared>() {
+            current = &**shared;
+        }
+        // tokio-rustls reports a failed handshake as an io::Error wrapping rustls's error.
+        let tls = current.downcast_ref::<rustls::Error>().or_else(|| {
+            current
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls {
+            return matches!(tls, rustls::Error::InvalidCertificate(_));
+        }
+        cause = current.source();
+    }
+    false
+}
+
+#[cfg(not(feature = "tls"))]
+fn untrusted_certificate(_err: &redis::RedisError) -> bool {
+    false
+}
+
 /// True for an error after which a manager will not recover by itself. The `redis` crate's
 /// manager reconnects after an I/O error, but when a *reconnection* fails otherwise (a reply cut
 /// mid-way through the connection's handshake is a parse error; refused credentials are an
@@ -284,6 +314,14 @@ fn connect_error(address: &str, e: redis::RedisError) -> Error {
             "Redis at {address} refused the credentials: check the user and password in CACHE_URL \
              (and that the ACL user is enabled)"
         ))
+    } else if untrusted_certificate(&e) {
+        Error::new(
+            ErrorKind::Connect,
+            format!(
+                "Redis at {address} presented a TLS certificate that is not trusted: if a private \
+                 CA signed it, trust that CA with CacheBuilder::tls_root_certificates"
+            ),
+        )
     } else {
         Error::new(
             ErrorKind::Connect,
