@@ -29,7 +29,7 @@ pub enum Mode {
     /// Accept connections and read what clients send, but forward nothing either way and never
     /// answer: a partition, or a server that hangs. New connections are not even passed on.
     Blackhole,
-    /// Reset every connection (RST) as soon as it is touched, and new ones at once.
+    /// Reset (RST) every open connection at once, and every new one as it arrives.
     Reset,
     /// Forward this many more bytes of the server's replies on each connection, then reset it:
     /// a reply cut mid-way. Requests pass untouched.
