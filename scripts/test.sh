@@ -42,3 +42,6 @@ cargo test --workspace --all-features --locked
 
 echo "==> schemathesis: the running app fuzzed through its OpenAPI document (bounded)"
 example-app/scripts/schemathesis.sh 60
+
+echo "==> fuzzing (bounded)"
+scripts/fuzz.sh 15

@@ -45,6 +45,7 @@ pub struct CacheBuilder {
     pub(crate) breaker_cool_down: Duration,
     pub(crate) warn_interval: Duration,
     pub(crate) ttl_jitter: f64,
+    pub(crate) tls_root_certificates: Option<Vec<u8>>,
 }
 
 impl Default for CacheBuilder {
@@ -63,6 +64,7 @@ impl Default for CacheBuilder {
             breaker_cool_down: Duration::from_secs(5),
             warn_interval: Duration::from_secs(10),
             ttl_jitter: 0.0,
+            tls_root_certificates: None,
         }
     }
 }
@@ -78,6 +80,10 @@ impl fmt::Debug for CacheBuilder {
             .field("default_ttl", &self.default_ttl)
             .field("memory_capacity", &self.memory_capacity)
             .field("ttl_jitter", &self.ttl_jitter)
+            .field(
+                "tls_root_certificates",
+                &self.tls_root_certificates.as_ref().map(|_| "<PEM>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +184,25 @@ impl CacheBuilder {
         self
     }
 
+    /// Trust these CA certificates (PEM, one or more) for a `rediss://` URL instead of the
+    /// system's roots: for a Redis whose certificate a private CA signed. Feature `tls`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> cache_core::Result<()> {
+    /// let ca = std::fs::read("/etc/redis/tls/ca.crt").unwrap_or_default();
+    /// let cache = cache_core::Cache::builder()
+    ///     .url("rediss://cache:secret@redis.internal:6380/0")
+    ///     .tls_root_certificates(ca)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_certificates = Some(pem.into());
+        self
+    }
+
     /// Validates the settings and connects.
     ///
     /// # Errors
@@ -198,7 +223,10 @@ impl CacheBuilder {
         match self.url.as_deref().map(url::parse).transpose()? {
             None | Some(Target::Memory) => Ok(Cache::with_memory(&self)),
             Some(Target::Redis(url)) => {
-                let backend = crate::backend::RedisBackend::connect(
+                let client =
+                    crate::backend::redis::client(&url, self.tls_root_certificates.as_deref())?;
+                let backend = crate::backend::RedisBackend::connect_client(
+                    client,
                     &url,
                     self.pool_size,
                     self.connect_timeout,

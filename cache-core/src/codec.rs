@@ -47,6 +47,10 @@ pub trait Codec {
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T>;
 }
 
+/// The most bytes one bincode value may claim while it decodes: Redis's largest string
+/// (`proto-max-bulk-len`, 512 MiB).
+const DECODE_LIMIT: usize = 512 * 1024 * 1024;
+
 /// bincode 2 with its standard configuration (varint integers, little endian): compact and
 /// fast, the default. Not self-describing: a struct that gains or loses a field is a miss.
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,8 +66,12 @@ impl Codec for Bincode {
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-        let (value, read) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-            .map_err(|e| {
+        // bincode allocates a string or byte buffer of the length its prefix claims before it
+        // reads the bytes, so garbage claiming 2^64 bytes panicked ("capacity overflow") and a
+        // claim of a terabyte would abort the process (found by `fuzz/`, target `envelope`).
+        // The limit refuses such claims up front; no value Redis can hold exceeds it.
+        let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
+        let (value, read) = bincode::serde::decode_from_slice(bytes, config).map_err(|e| {
             Error::new(ErrorKind::Codec, "bincode could not decode the value").with_source(e)
         })?;
         // bincode stops where the value ends; leftover bytes mean the stored value had more
@@ -195,6 +203,20 @@ mod tests {
     fn both_codecs_roundtrip() {
         roundtrip::<Bincode>();
         roundtrip::<Json>();
+    }
+
+    #[test]
+    fn a_length_prefix_claiming_more_than_there_is_fails_without_allocating_it() {
+        // A string claiming u64::MAX bytes (the fuzzer's find), then one claiming 1 TiB.
+        let mut huge = vec![253];
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        let mut tebibyte = vec![253];
+        tebibyte.extend_from_slice(&(1_u64 << 40).to_le_bytes());
+        for bytes in [huge, tebibyte] {
+            assert!(Bincode::decode::<String>(&bytes).is_err());
+            assert!(Bincode::decode::<Vec<u8>>(&bytes).is_err());
+            assert!(Bincode::decode::<Vec<String>>(&bytes).is_err());
+        }
     }
 
     #[test]

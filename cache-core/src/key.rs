@@ -319,4 +319,68 @@ mod tests {
         assert_eq!(key!(-5_i32, 7_u64, true, 'c').as_str(), "-5:7:true:c");
         assert_eq!(key!(u128::MAX).as_str(), u128::MAX.to_string());
     }
+
+    /// The escaping's promises, checked with Redis's glob semantics (`pattern::matches` follows
+    /// Redis's `stringmatchlen`; `tests/key_isolation.rs` checks the same on a real server).
+    mod properties {
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        use crate::Key;
+        use crate::pattern::{matches, validate};
+
+        /// Parts rich in what could break the escaping (glob metacharacters, the separator, `%`
+        /// and hex digits, set syntax), and any text at all.
+        fn part() -> impl Strategy<Value = String> {
+            prop_oneof![r"[a-c0-9AF%:*?\[\]\\^-]{0,8}", any::<String>()]
+        }
+
+        fn user_key(user: &str, rest: &[String]) -> Key {
+            rest.iter()
+                .fold(key!("daily_meals", user), |key, part| key.part(part))
+        }
+
+        fn glob(pattern: &str, key: &Key) -> bool {
+            matches(pattern.as_bytes(), key.as_str().as_bytes())
+        }
+
+        proptest! {
+            #[test]
+            fn no_users_key_matches_a_pattern_built_for_another_user(
+                a in part(),
+                b in part(),
+                rest in vec(part(), 0..3),
+            ) {
+                prop_assume!(a != b);
+                let (key_a, key_b) = (user_key(&a, &rest), user_key(&b, &rest));
+                let prefix_a = key!("daily_meals", &a).prefix_pattern();
+                prop_assert!(validate(&prefix_a).is_ok());
+                prop_assert!(!glob(&prefix_a, &key_b), "{prefix_a} matches {key_b:?}");
+                prop_assert!(!glob(key_a.as_str(), &key_b), "{key_a:?} matches {key_b:?}");
+                prop_assert!(!glob(key!("daily_meals", &a).as_str(), &key!("daily_meals", &b)));
+                // ... and each pattern does match what it is for.
+                prop_assert!(glob(key_a.as_str(), &key_a), "a key is its own literal pattern");
+                prop_assert_eq!(glob(&prefix_a, &key_a), !rest.is_empty());
+            }
+
+            #[test]
+            fn an_escaped_part_has_no_glob_metacharacter_and_no_separator(text in any::<String>()) {
+                let key = key!(text);
+                prop_assert!(!key.as_str().contains(['*', '?', '[', ']', '\\', ':']), "{key:?}");
+                prop_assert!(validate(key.as_str()).is_ok());
+            }
+
+            #[test]
+            fn different_parts_give_different_keys(
+                a in vec(part(), 1..4),
+                b in vec(part(), 1..4),
+            ) {
+                prop_assume!(a != b);
+                let key = |parts: &[String]| {
+                    parts[1..].iter().fold(Key::new(&parts[0]), |key, part| key.part(part))
+                };
+                prop_assert_ne!(key(&a), key(&b));
+            }
+        }
+    }
 }

@@ -53,10 +53,11 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `macros` | yes | [`cache_result`], re-exported from `cache-macros` |
-//! | `tls` | no | `rediss://` URLs (Redis over TLS, rustls with the ring provider) |
+//! | `tls` | no | `rediss://` URLs (Redis over TLS, rustls with the ring provider); `CacheBuilder::tls_root_certificates` for a private CA |
 //! | `uuid`, `chrono`, `time` | no | [`KeyPart`] for those crates' ids, dates and times |
 //! | `axum` | no | [`KeyPart`] for axum's `Path` and `Query` extractors |
 //! | `actix` | no | [`KeyPart`] for actix-web's `web::Path` and `web::Query` |
+//! | `fuzzing` | no | internal: the entry points of the fuzz targets in `fuzz/`; not API |
 
 pub mod backend;
 mod builder;
@@ -67,6 +68,8 @@ mod error;
 mod expiry;
 mod failure;
 mod flight;
+#[cfg(feature = "fuzzing")]
+mod fuzzing;
 mod global;
 mod key;
 mod macro_support;
@@ -92,6 +95,13 @@ pub use cache_macros::cache_result;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::macro_support::*;
+}
+
+/// For the fuzz targets in `fuzz/` only (feature `fuzzing`): not API, may change at any time.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::fuzzing::*;
 }
 
 #[cfg(doctest)]

@@ -15,6 +15,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,10 +41,26 @@ const SCAN_BATCH: usize = 1_000;
 /// # Ok(()) }
 /// ```
 pub struct RedisBackend {
-    connections: Box<[ConnectionManager]>,
+    connections: Box<[RwLock<Slot>]>,
     next: AtomicUsize,
     address: String,
     op_timeout: Duration,
+    /// What a replacement manager is made from (see [`needs_new_manager`]).
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+}
+
+/// One connection manager and how many times it has been replaced.
+struct Slot {
+    generation: u64,
+    manager: ConnectionManager,
+}
+
+/// A connection manager taken for one operation, and where it came from.
+struct Lease {
+    slot: usize,
+    generation: u64,
+    manager: ConnectionManager,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -71,10 +88,19 @@ impl RedisBackend {
         connect_timeout: Duration,
         op_timeout: Duration,
     ) -> Result<Self> {
+        let client = client(url, None)?;
+        Self::connect_client(client, url, connections, connect_timeout, op_timeout).await
+    }
+
+    /// [`connect`](Self::connect) with a client already configured (TLS trust anchors).
+    pub(crate) async fn connect_client(
+        client: redis::Client,
+        url: &str,
+        connections: usize,
+        connect_timeout: Duration,
+        op_timeout: Duration,
+    ) -> Result<Self> {
         let address = crate::url::redact(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::config(format!("CACHE_URL {address:?} is not a valid Redis URL")).with_source(e)
-        })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             // The cache times every operation itself (and that timeout also covers waiting for a
@@ -87,20 +113,19 @@ impl RedisBackend {
         for _ in 0..connections.max(1) {
             let manager = ConnectionManager::new_with_config(client.clone(), config.clone())
                 .await
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Connect,
-                        format!("cannot connect to Redis at {address}: is redis-server running and reachable?"),
-                    )
-                    .with_source(e)
-                })?;
-            managers.push(manager);
+                .map_err(|e| connect_error(&address, e))?;
+            managers.push(RwLock::new(Slot {
+                generation: 0,
+                manager,
+            }));
         }
         Ok(Self {
             connections: managers.into_boxed_slice(),
             next: AtomicUsize::new(0),
             address,
             op_timeout,
+            client,
+            config,
         })
     }
 
@@ -110,21 +135,201 @@ impl RedisBackend {
         &self.address
     }
 
-    fn connection(&self) -> ConnectionManager {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        self.connections[i].clone()
+    fn connection(&self) -> Lease {
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let held = self.connections[slot]
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Lease {
+            slot,
+            generation: held.generation,
+            manager: held.manager.clone(),
+        }
+    }
+
+    /// Turns a command's result into the cache's, replacing the lease's manager when the
+    /// error says it will not recover by itself.
+    fn settle<T>(&self, lease: &Lease, result: redis::RedisResult<T>) -> Result<T> {
+        if let Err(err) = &result
+            && needs_new_manager(err)
+        {
+            self.replace(lease);
+        }
+        Ok(result?)
+    }
+
+    fn replace(&self, lease: &Lease) {
+        let mut held = self.connections[lease.slot]
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Another operation on the same manager may have replaced it already.
+        if held.generation != lease.generation {
+            return;
+        }
+        // Lazy: it connects on its first use, under that operation's timeout.
+        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
+            Ok(manager) => {
+                held.generation += 1;
+                held.manager = manager;
+                tracing::debug!(address = %self.address, "redis connection replaced");
+            }
+            Err(err) => tracing::debug!(error = %err, "redis connection not replaced"),
+        }
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut lease = self.connection();
+        let result = cmd.query_async(&mut lease.manager).await;
+        self.settle(&lease, result)
     }
 
     async fn step<T>(
         &self,
         what: &str,
+        lease: &Lease,
         fut: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T> {
         match tokio::time::timeout(self.op_timeout, fut).await {
-            Ok(result) => Ok(result?),
+            Ok(result) => self.settle(lease, result),
             Err(_) => Err(Error::timeout(what, self.op_timeout)),
         }
     }
+}
+
+/// A client for `url`; with `tls_roots` (PEM), a `rediss://` client that trusts those CAs
+/// instead of the system's.
+pub(crate) fn client(url: &str, tls_roots: Option<&[u8]>) -> Result<redis::Client> {
+    let address = crate::url::redact(url);
+    let invalid =
+        |e| Error::config(format!("CACHE_URL {address:?} is not a valid Redis URL")).with_source(e);
+    let Some(pem) = tls_roots else {
+        return redis::Client::open(url).map_err(invalid);
+    };
+    tls_client(url, &address, pem, invalid)
+}
+
+#[cfg(feature = "tls")]
+fn tls_client(
+    url: &str,
+    address: &str,
+    pem: &[u8],
+    invalid: impl Fn(redis::RedisError) -> Error,
+) -> Result<redis::Client> {
+    let info = redis::IntoConnectionInfo::into_connection_info(url).map_err(&invalid)?;
+    if !matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }) {
+        return Err(Error::config(format!(
+            "TLS root certificates are set but CACHE_URL {address:?} is not rediss://; \
+             use rediss:// so that they are used"
+        )));
+    }
+    use rustls::pki_types::pem::PemObject as _;
+
+    // An empty trust store would fail every handshake later with a vaguer message: say it now.
+    let parsed: std::result::Result<Vec<_>, _> =
+        rustls::pki_types::CertificateDer::pem_slice_iter(pem).collect();
+    match parsed {
+        Ok(certificates) if !certificates.is_empty() => {}
+        Ok(_) => {
+            return Err(Error::config(
+                "the TLS root certificates contain no PEM certificate \
+                 (\"-----BEGIN CERTIFICATE-----\" ...)",
+            ));
+        }
+        Err(e) => {
+            return Err(
+                Error::config("the TLS root certificates are not valid PEM certificates")
+                    .with_source(e),
+            );
+        }
+    }
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem.to_vec()),
+    };
+    redis::Client::build_with_tls(info, certificates).map_err(|e| {
+        Error::config("the TLS root certificates are not valid PEM certificates").with_source(e)
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_client(
+    _url: &str,
+    _address: &str,
+    _pem: &[u8],
+    _invalid: impl Fn(redis::RedisError) -> Error,
+) -> Result<redis::Client> {
+    Err(Error::config(
+        "TLS root certificates need cache-core's \"tls\" feature",
+    ))
+}
+
+/// True when the TLS handshake failed on the server's certificate.
+#[cfg(feature = "tls")]
+fn untrusted_certificate(err: &redis::RedisError) -> bool {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(mut current) = cause {
+        // RedisError hands out its cause as an Arc, whose own `source` skips the cause.
+        if let Some(shared) = current.downcast_ref::<Shared>() {
+            current = &**shared;
+        }
+        // tokio-rustls reports a failed handshake as an io::Error wrapping rustls's error.
+        let tls = current.downcast_ref::<rustls::Error>().or_else(|| {
+            current
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls {
+            return matches!(tls, rustls::Error::InvalidCertificate(_));
+        }
+        cause = current.source();
+    }
+    false
+}
+
+#[cfg(not(feature = "tls"))]
+fn untrusted_certificate(_err: &redis::RedisError) -> bool {
+    false
+}
+
+/// True for an error after which a manager will not recover by itself. The `redis` crate's
+/// manager reconnects after an I/O error, but when a *reconnection* fails otherwise (a reply cut
+/// mid-way through the connection's handshake is a parse error; refused credentials are an
+/// authentication error), it keeps that failed connection and returns its error to every later
+/// call without trying again: the cache would never reach Redis again. `tests/faults.rs` cuts a
+/// handshake to show it. Replacing the manager costs one connection attempt, and the circuit
+/// breaker paces the calls that can trigger it.
+fn needs_new_manager(err: &redis::RedisError) -> bool {
+    err.is_unrecoverable_error() && !err.is_io_error()
+}
+
+/// The error of a failed connection: refused credentials are a configuration problem, anything
+/// else a server that cannot be reached.
+fn connect_error(address: &str, e: redis::RedisError) -> Error {
+    let auth = e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"));
+    let err = if auth {
+        Error::config(format!(
+            "Redis at {address} refused the credentials: check the user and password in CACHE_URL \
+             (and that the ACL user is enabled)"
+        ))
+    } else if untrusted_certificate(&e) {
+        Error::new(
+            ErrorKind::Connect,
+            format!(
+                "Redis at {address} presented a TLS certificate that is not trusted: if a private \
+                 CA signed it, trust that CA with CacheBuilder::tls_root_certificates"
+            ),
+        )
+    } else {
+        Error::new(
+            ErrorKind::Connect,
+            format!("cannot connect to Redis at {address}: is redis-server running and reachable?"),
+        )
+    };
+    // RedisError's Display never includes the connection password.
+    err.with_source(e)
 }
 
 fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
@@ -145,22 +350,18 @@ impl super::Backend for RedisBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let mut conn = self.connection();
-        Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
+        self.query(redis::cmd("GET").arg(key)).await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.connection();
-        Ok(redis::cmd("MGET").arg(keys).query_async(&mut conn).await?)
+        self.query(redis::cmd("MGET").arg(keys)).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<()> {
-        let mut conn = self.connection();
-        let () = set_cmd(key, value, ttl).query_async(&mut conn).await?;
-        Ok(())
+        self.query(&set_cmd(key, value, ttl)).await
     }
 
     async fn set_many(&self, entries: &[(String, Vec<u8>)], ttl: Option<Duration>) -> Result<()> {
@@ -171,19 +372,19 @@ impl super::Backend for RedisBackend {
         for (key, value) in entries {
             pipe.add_command(set_cmd(key, value, ttl)).ignore();
         }
-        let mut conn = self.connection();
-        let () = pipe.query_async(&mut conn).await?;
-        Ok(())
+        let mut lease = self.connection();
+        let result = pipe.query_async(&mut lease.manager).await;
+        self.settle(&lease, result)
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        let mut conn = self.connection();
-        let removed: u64 = redis::cmd("UNLINK").arg(key).query_async(&mut conn).await?;
+        let removed: u64 = self.query(redis::cmd("UNLINK").arg(key)).await?;
         Ok(removed > 0)
     }
 
     async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
-        let mut conn = self.connection();
+        let lease = self.connection();
+        let mut conn = lease.manager.clone();
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
@@ -193,12 +394,15 @@ impl super::Backend for RedisBackend {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(SCAN_BATCH);
-            let (next, keys): (u64, Vec<Vec<u8>>) =
-                self.step("SCAN", scan.query_async(&mut conn)).await?;
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
+                .step("SCAN", &lease, scan.query_async(&mut conn))
+                .await?;
             if !keys.is_empty() {
                 let mut unlink = redis::cmd("UNLINK");
                 unlink.arg(&keys);
-                let n: u64 = self.step("UNLINK", unlink.query_async(&mut conn)).await?;
+                let n: u64 = self
+                    .step("UNLINK", &lease, unlink.query_async(&mut conn))
+                    .await?;
                 removed += n;
             }
             if next == 0 {
@@ -209,8 +413,7 @@ impl super::Backend for RedisBackend {
     }
 
     async fn ping(&self) -> Result<()> {
-        let mut conn = self.connection();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let _: String = self.query(&redis::cmd("PING")).await?;
         Ok(())
     }
 }

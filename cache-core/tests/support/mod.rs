@@ -1,4 +1,5 @@
-//! Test support: real servers on loopback, started and stopped by the tests.
+//! Test support: real servers on loopback, started and stopped by the tests, and a
+//! fault-injecting proxy ([`FaultProxy`]) to put between a client and a server.
 //!
 //! `mod.rs` rather than `support.rs` beside the tests: Cargo would build a `tests/support.rs`
 //! as a test target of its own.
@@ -12,22 +13,52 @@
 )]
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cache_core::{Cache, CacheBuilder};
+
+pub mod proxy;
+
+pub use proxy::{FaultProxy, Mode};
 
 /// A `redis-server` on 127.0.0.1 in a temporary directory, killed when dropped.
 pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    tls: Option<Tls>,
+}
+
+/// A TLS port and the files the server reads its certificate from.
+#[derive(Clone)]
+struct Tls {
+    port: u16,
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a server that also speaks TLS on a second port ([`tls_url`](Self::tls_url)),
+    /// with the certificate, key and CA certificate in these PEM files; clients need no
+    /// certificate. The plain port stays open, for looking behind the client's back.
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Self {
+        Self::start_with(Some(Tls {
+            port: 0,
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            ca: ca.to_path_buf(),
+        }))
+    }
+
+    fn start_with(tls: Option<Tls>) -> Self {
         // Another test may take the free port between our probe and the server's bind: retry.
         for _ in 0..5 {
             let dir = tempfile::tempdir().expect("temp dir for redis-server");
@@ -35,6 +66,10 @@ impl RedisServer {
                 port: free_port(),
                 dir,
                 child: None,
+                tls: tls.clone().map(|tls| Tls {
+                    port: free_port(),
+                    ..tls
+                }),
             };
             if server.spawn() {
                 return server;
@@ -52,6 +87,20 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(&log)
+            .args(self.tls.iter().flat_map(|tls| {
+                [
+                    "--tls-port".into(),
+                    tls.port.to_string().into(),
+                    "--tls-cert-file".into(),
+                    tls.cert.clone().into_os_string(),
+                    "--tls-key-file".into(),
+                    tls.key.clone().into_os_string(),
+                    "--tls-ca-cert-file".into(),
+                    tls.ca.clone().into_os_string(),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]
+            }))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -95,6 +144,19 @@ impl RedisServer {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT/0`, for a server started with [`start_tls`](Self::start_tls).
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}/0", self.tls_port())
+    }
+
+    /// The TLS port, for a server started with [`start_tls`](Self::start_tls).
+    pub fn tls_port(&self) -> u16 {
+        self.tls
+            .as_ref()
+            .expect("a server started with start_tls")
+            .port
     }
 
     /// Where it keeps its files and log.
