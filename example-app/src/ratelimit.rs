@@ -6,12 +6,14 @@
 //! minute). Across replicas it is a fixed one-minute window per client in Redis (`INCR` and
 //! `PEXPIRE` in one Lua script, one round trip); no crate does that over a `redis` connection,
 //! hence the dozen lines here. A Redis that fails or is slow lets the request through: a limiter
-//! must not take the service down with it.
+//! must not take the service down with it; after a failure Redis is not asked again for five
+//! seconds, so an outage costs one 250 ms budget per five seconds, not one per request.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
@@ -30,6 +32,9 @@ const WINDOW: Duration = Duration::from_secs(60);
 
 /// The longest a Redis check may take before the request goes through unchecked.
 const REDIS_BUDGET: Duration = Duration::from_millis(250);
+
+/// After a failed or slow Redis check, how long requests go through without asking Redis.
+const REDIS_COOL_DOWN: Duration = Duration::from_secs(5);
 
 const WINDOW_SCRIPT: &str = r"
 local n = redis.call('INCR', KEYS[1])
@@ -80,6 +85,10 @@ enum Store {
     Redis {
         conn: ConnectionManager,
         script: Arc<redis::Script>,
+        /// Until when (ms since `started`) Redis is not asked: set after a failure, so an
+        /// outage costs one budget per cool-down, not one per request.
+        skip_until: Arc<AtomicU64>,
+        started: Instant,
     },
 }
 
@@ -150,6 +159,8 @@ impl RateLimiter {
             store: Store::Redis {
                 conn,
                 script: Arc::new(redis::Script::new(WINDOW_SCRIPT)),
+                skip_until: Arc::new(AtomicU64::new(0)),
+                started: Instant::now(),
             },
             per_user,
             per_ip,
@@ -183,7 +194,20 @@ impl RateLimiter {
                     .check_key(client)
                     .map_err(|not_until| not_until.wait_time_from(clock.now()))
             }
-            Store::Redis { conn, script } => {
+            Store::Redis {
+                conn,
+                script,
+                skip_until,
+                started,
+            } => {
+                let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                if now < skip_until.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let give_up = || {
+                    let pause = u64::try_from(REDIS_COOL_DOWN.as_millis()).unwrap_or(0);
+                    skip_until.store(now.saturating_add(pause), Ordering::Relaxed);
+                };
                 let mut conn = conn.clone();
                 let window_ms = u64::try_from(WINDOW.as_millis()).unwrap_or(60_000);
                 let mut invocation = script.key(client.key());
@@ -195,11 +219,15 @@ impl RateLimiter {
                     ),
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(err)) => {
-                        tracing::warn!(error = %err, "rate limiter: Redis failed; letting the request through");
+                        give_up();
+                        tracing::warn!(error = %err, "rate limiter: Redis failed; not limiting for {REDIS_COOL_DOWN:?}");
                         Ok(())
                     }
                     Err(_) => {
-                        tracing::warn!("rate limiter: Redis too slow; letting the request through");
+                        give_up();
+                        tracing::warn!(
+                            "rate limiter: Redis too slow; not limiting for {REDIS_COOL_DOWN:?}"
+                        );
                         Ok(())
                     }
                 }

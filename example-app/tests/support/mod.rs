@@ -167,6 +167,14 @@ impl TestApp {
             .stop();
     }
 
+    /// Restarts this app's Redis on the same port (only while no replica shares it).
+    pub fn restart_redis(&mut self) {
+        let redis = self.redis.as_mut().expect("this stack has no Redis");
+        std::sync::Arc::get_mut(redis)
+            .expect("a replica shares this Redis")
+            .restart();
+    }
+
     pub fn redis(&self) -> Option<&RedisServer> {
         self.redis.as_deref()
     }
