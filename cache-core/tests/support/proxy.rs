@@ -273,15 +273,10 @@ async fn forward(
     // The bytes this connection may still forward, counted from when it saw the current mode.
     let mut left = budget(current, direction);
     loop {
-        // Wait for a chunk, or a mode change (a reset applies to idle connections too).
+        // Wait for a chunk, or a mode change (a reset applies to idle connections too). A mode
+        // change comes first: a chunk queued after `set_mode` returned must get the new mode.
         let (arrived, mut chunk) = tokio::select! {
-            next = queue.recv() => match next {
-                Some(next) => next,
-                None => {
-                    let _ = to.shutdown().await;
-                    return End::Closed;
-                }
-            },
+            biased;
             changed = mode.changed() => {
                 if changed.is_err() {
                     return End::Closed;
@@ -293,6 +288,13 @@ async fn forward(
                 }
                 continue;
             }
+            next = queue.recv() => match next {
+                Some(next) => next,
+                None => {
+                    let _ = to.shutdown().await;
+                    return End::Closed;
+                }
+            },
         };
         // Hold the chunk for as long as the mode says; a mode change decides again.
         loop {
