@@ -80,13 +80,18 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// A fact that is a count, with thousands separators; as is when it is not a number.
+fn number(fact: &str) -> String {
+    fact.parse().map_or_else(|_| fact.to_owned(), thousands)
+}
+
 /// What each row measures, with the run's own evidence (body sizes, Cache-Status, hit counts).
 fn what(http: &Http, row: &str) -> String {
     match row {
         "static" => format!(
             "`http_targets` `GET /static`: the handler, {} bytes of JSON (a page of the app's \
              food search), `Cache-Control: public, max-age=300`",
-            http.fact("body_bytes")
+            number(http.fact("body_bytes"))
         ),
         "cached_memory" => format!(
             "`GET /cached`: the same handler behind `HttpCacheLayer` on `Cache::memory()`; \
@@ -101,7 +106,7 @@ fn what(http: &Http, row: &str) -> String {
         "daily_off" => format!(
             "calories-app with `CACHE_URL=none`: each request reads the user's profile and the \
              day's meals from MariaDB ({} bytes of JSON for user00000001)",
-            http.fact("daily_body_bytes")
+            number(http.fact("daily_body_bytes"))
         ),
         "daily_on" => {
             let hits: f64 = http.fact("daily_on_cache_hits").parse().unwrap_or(f64::NAN);
@@ -114,8 +119,8 @@ fn what(http: &Http, row: &str) -> String {
                  the rate limiter's counter script, the profile and the day ({:.2}% hits over \
                  the measured runs: {} hits, {} misses)",
                 100.0 * hits / (hits + misses),
-                http.fact("daily_on_cache_hits"),
-                http.fact("daily_on_cache_misses")
+                number(http.fact("daily_on_cache_hits")),
+                number(http.fact("daily_on_cache_misses"))
             )
         }
         "daily_on_memory" => "not a target row: calories-app with `CACHE_URL` unset, the \
@@ -159,7 +164,7 @@ pub(crate) fn section(http: Option<&Http>, analysis: bool, md: &mut String) {
             ", one round".to_owned()
         },
         http.fact("mariadb"),
-        http.fact("seed_users"),
+        number(http.fact("seed_users")),
         http.fact("seed_meals_per_user"),
         http.fact("token_users")
     );
@@ -255,7 +260,6 @@ pub(crate) fn section(http: Option<&Http>, analysis: bool, md: &mut String) {
 
     cpu_table(http, md);
 
-    let seed_meals: u64 = http.fact("seed_meals").parse().unwrap_or(0);
     let _ = writeln!(
         md,
         "\nSeeding that database: `calories-app seed --users {} --meals-per-user {}` wrote {} \
@@ -263,8 +267,8 @@ pub(crate) fn section(http: Option<&Http>, analysis: bool, md: &mut String) {
          and migrations).\n",
         http.fact("seed_users"),
         http.fact("seed_meals_per_user"),
-        thousands(http.fact("seed_users").parse().unwrap_or(0)),
-        thousands(seed_meals),
+        number(http.fact("seed_users")),
+        number(http.fact("seed_meals")),
         http.fact("seed_s"),
         http.fact("seed_wall_s")
     );
