@@ -326,3 +326,83 @@ fn cpu_table(http: &Http, md: &mut String) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CPU: &str = "server_cpu_s=1.00,redis_cpu_s=0.00,db_cpu_s=0.00,wrk_cpu_s=0.50,\
+                       busy_cpu_s=2.00,irq_cpu_s=0.10,steal_cpu_s=0.00,window_s=1.000";
+
+    fn run(rows: &[(&str, f64, u64)]) -> Http {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let csv: String = rows
+            .iter()
+            .map(|(row, rps, non2xx)| {
+                format!(
+                    "{row},1,requests=1000,duration_s=1.000,rps={rps},p50_us=500,p90_us=900,\
+                     p99_us=2000,max_us=3000,non2xx={non2xx},socket_errors=0,{CPU}\n"
+                )
+            })
+            .collect();
+        let written = std::fs::write(dir.path().join("rows.csv"), csv)
+            .and_then(|()| std::fs::write(dir.path().join("http.txt"), "rounds: 1\n"));
+        assert!(written.is_ok());
+        match Http::load(dir.path()) {
+            Ok(Some(http)) => http,
+            other => panic!("rows.csv not read: {other:?}"),
+        }
+    }
+
+    fn verdict_of(md: &str, target: &str) -> String {
+        md.lines()
+            .find(|l| l.starts_with(&format!("| {target}")))
+            .and_then(|l| l.trim_end_matches(" |").rsplit(" | ").next())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[test]
+    fn ratios_are_judged_on_the_measured_rates() {
+        let http = run(&[
+            ("static", 100_000.0, 0),
+            ("cached_memory", 80_000.0, 0),
+            ("cached_redis", 79_000.0, 0),
+            ("daily_off", 10_000.0, 0),
+            ("daily_on", 49_000.0, 0),
+        ]);
+        let mut md = String::new();
+        section(Some(&http), false, &mut md);
+        assert_eq!(
+            verdict_of(&md, "HTTP cached hit (memory) >= 0.8x the static ceiling"),
+            "met"
+        );
+        assert_eq!(
+            verdict_of(&md, "HTTP cached hit (Redis) >= 0.8x the static ceiling"),
+            "**MISSED**"
+        );
+        assert_eq!(
+            verdict_of(&md, "`/meals/daily` cache on >= 5x cache off"),
+            "**MISSED**"
+        );
+        assert!(md.contains("| static ceiling |"), "{md}");
+    }
+
+    #[test]
+    fn a_run_with_errors_is_no_verdict() {
+        let http = run(&[("static", 100_000.0, 0), ("cached_memory", 90_000.0, 12)]);
+        let mut md = String::new();
+        section(Some(&http), false, &mut md);
+        assert_eq!(
+            verdict_of(&md, "HTTP cached hit (memory) >= 0.8x the static ceiling"),
+            "invalid: errors in the run"
+        );
+    }
+
+    #[test]
+    fn no_http_directory_says_not_measured() {
+        let mut md = String::new();
+        section(None, false, &mut md);
+        assert!(md.contains("Not measured in this run"), "{md}");
+    }
+}
