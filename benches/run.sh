@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Runs every benchmark of cache-benches against one redis-server on 127.0.0.1, then
-# redis-benchmark against the same server (the machine's ceiling), and writes
+# redis-benchmark against the same server (the machine's ceiling), then the HTTP load of
+# benches/http.sh (wrk against cache-adapters' layer and calories-app on MariaDB), and writes
 # benches/RESULTS.md and benches/throughput.png from that one run.
 #
-#   benches/run.sh           full run (about 15 minutes on the project's 2-core machine)
+#   benches/run.sh           full run (about 20 minutes on the project's 2-core machine)
 #   benches/run.sh --quick   short samples (under 5 minutes once built)
 #
-# Installs redis-server, redis-benchmark and a TrueType font for the chart with apt-get when
-# they are missing. Every server it starts binds 127.0.0.1 only and is stopped on exit; every
-# load is bounded in count (criterion's iterations, redis-benchmark -n) and time (timeout).
+# Installs redis-server, redis-benchmark, a TrueType font for the chart, wrk, curl and MariaDB
+# with apt-get when they are missing. Every server it starts binds 127.0.0.1 only and is stopped
+# on exit; every load is bounded in count (criterion's iterations, redis-benchmark -n) and time
+# (timeout, wrk -d).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 MODE=full
 case "${1:-}" in
@@ -23,20 +27,11 @@ esac
 STARTED=$(date +%s)
 LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
-
 FONT=${BENCH_FONT:-/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf}
-missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v redis-benchmark >/dev/null 2>&1 || missing+=(redis-tools)
-[ -f "$FONT" ] || missing+=(fonts-dejavu-core)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "==> installing ${missing[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+# Everything http.sh needs too, so that one apt-get run installs it all.
+ensure_packages redis-server:redis-server redis-benchmark:redis-tools redis-cli:redis-tools \
+    "$FONT:fonts-dejavu-core" wrk:wrk curl:curl mariadbd:mariadb-server \
+    mariadb-install-db:mariadb-server mariadb:mariadb-client
 
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 RUN=$TARGET/bench-run
@@ -53,25 +48,13 @@ cleanup() {
     rm -rf "$REDIS_DIR"
 }
 trap cleanup EXIT
-for _ in 1 2 3 4 5; do
-    PORT=$((20000 + RANDOM % 40000))
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then continue; fi
-    redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no \
-        --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log" &
-    REDIS_PID=$!
-    for _ in $(seq 100); do
-        if redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null | grep -q PONG; then break 2; fi
-        sleep 0.1
-    done
-    kill "$REDIS_PID" 2>/dev/null || true
-    REDIS_PID=
-done
-[ -n "$REDIS_PID" ] || { echo "redis-server did not start" >&2; exit 1; }
+start_redis "$REDIS_DIR" || exit 1
+PORT=$REDIS_PORT
 URL="redis://127.0.0.1:$PORT/0"
 echo "==> redis-server $(redis-server --version | awk '{print $3}') on $URL"
 
 run() {
-    echo "$*" | sed "s|$ROOT/||g; s|$PORT|PORT|g" >>"$RUN/commands.txt"
+    echo "$*" | sed "s|$ROOT/||g; s|$TARGET/|target/|g; s|$PORT|PORT|g" >>"$RUN/commands.txt"
     "$@"
 }
 
@@ -122,17 +105,18 @@ REDIS_BENCH_S=$(($(date +%s) - t0))
 # Keep commands.txt readable: one line per distinct redis-benchmark shape.
 awk '!seen[$0]++' "$RUN/commands.txt" >"$RUN/commands.tmp" && mv "$RUN/commands.tmp" "$RUN/commands.txt"
 
-# ---------------------------------------------------------------------------------------------
-# HTTP LOAD ROWS (placeholder). The HTTP response cache (cache-adapters) and the example
-# service (calories-app) do not exist yet; their issues add the load runs here (a loopback
-# load driver against the example app, with and without the cache) and the rows to RESULTS.md.
-# Nothing is measured or estimated for them until then.
-# ---------------------------------------------------------------------------------------------
+echo "==> HTTP load (benches/http.sh)"
+t0=$(date +%s)
+QUICK_FLAG=()
+[ "$MODE" = quick ] && QUICK_FLAG=(--quick)
+run benches/http.sh "${QUICK_FLAG[@]}" --out "$RUN/http"
+cat "$RUN/http/commands.txt" >>"$RUN/commands.txt"
+HTTP_S=$(($(date +%s) - t0))
 
 if [ "$MODE" = quick ]; then
-    SETTINGS="quick: criterion warm-up 0.3 s, measurement 1 s, 10 samples; paired ratios 31 rounds; redis-benchmark 3 runs"
+    SETTINGS="quick: criterion warm-up 0.3 s, measurement 1 s, 10 samples; paired ratios 31 rounds; redis-benchmark 3 runs; HTTP 1 round of 3 s per row"
 else
-    SETTINGS="full: criterion warm-up 1 s, measurement 3 s, 30 samples; paired ratios 101 rounds; redis-benchmark 5 runs"
+    SETTINGS="full: criterion warm-up 1 s, measurement 3 s, 30 samples; paired ratios 101 rounds; redis-benchmark 5 runs; HTTP 3 rounds of 10 s per row"
 fi
 TOTAL_S=$(($(date +%s) - STARTED))
 HYPERVISOR=$(lscpu | sed -n 's/^Hypervisor vendor: *//p' | head -1)
@@ -145,7 +129,7 @@ kernel: $(uname -r)
 rustc: $(rustc -V)
 redis-server: $(redis-server --version | awk '{print $3}' | sed 's/^v=//') (redis-benchmark $(redis-benchmark --version 2>/dev/null | awk '{print $2}'))
 mode: $SETTINGS
-runtime: run.sh $TOTAL_S s up to the report: build $BUILD_S s, criterion benches $BENCH_S s, redis-benchmark $REDIS_BENCH_S s
+runtime: run.sh $TOTAL_S s up to the report: build $BUILD_S s, criterion benches $BENCH_S s, redis-benchmark $REDIS_BENCH_S s, HTTP load $HTTP_S s
 INFO
 
 echo "==> report"

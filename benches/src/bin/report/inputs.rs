@@ -80,6 +80,119 @@ pub(crate) struct Run {
     /// `key: value` lines of machine.txt, in order.
     pub(crate) machine: Vec<(String, String)>,
     pub(crate) commands: String,
+    /// `http/` of the run: what benches/http.sh measured, when it ran.
+    pub(crate) http: Option<Http>,
+}
+
+/// One measured wrk run of benches/http.sh.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpRun {
+    /// `static`, `cached_memory`, `cached_redis`, `daily_off` or `daily_on`.
+    pub(crate) row: String,
+    pub(crate) round: u32,
+    pub(crate) requests: u64,
+    pub(crate) rps: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    /// Responses that were not 2xx or 3xx.
+    pub(crate) non2xx: u64,
+    /// Connect, read, write errors and timeouts.
+    pub(crate) socket_errors: u64,
+    /// CPU seconds (user + system) during the run: the server under load, redis-server,
+    /// mariadbd, wrk, and the whole machine (every process, ours and others).
+    pub(crate) cpu: HttpCpu,
+}
+
+/// CPU seconds spent during one wrk run, by process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpCpu {
+    pub(crate) server: f64,
+    pub(crate) redis: f64,
+    pub(crate) db: f64,
+    pub(crate) wrk: f64,
+    /// The whole machine: user, nice, system, irq and softirq time of every core.
+    pub(crate) busy: f64,
+    /// Of `busy`, interrupt and softirq time (loopback TCP is processed there in part).
+    pub(crate) irq: f64,
+    /// Time the hypervisor ran something else on this VM's cores.
+    pub(crate) steal: f64,
+    /// Wall-clock seconds between the two readings.
+    pub(crate) window: f64,
+}
+
+/// What benches/http.sh left in its directory: `rows.csv` (one wrk run a line: row, round,
+/// then wrk.lua's `key=value` summary) and `http.txt` (`key: value` facts).
+#[derive(Debug)]
+pub(crate) struct Http {
+    pub(crate) runs: Vec<HttpRun>,
+    facts: Vec<(String, String)>,
+}
+
+impl Http {
+    /// `None` when `dir` has no `rows.csv` (http.sh did not run).
+    pub(crate) fn load(dir: &Path) -> Result<Option<Self>, Box<dyn Error>> {
+        let Ok(rows) = std::fs::read_to_string(dir.join("rows.csv")) else {
+            return Ok(None);
+        };
+        let mut runs = Vec::new();
+        for line in rows.lines().filter(|l| !l.trim().is_empty()) {
+            let mut fields = line.split(',');
+            let (Some(row), Some(round)) = (fields.next(), fields.next()) else {
+                return Err(
+                    format!("{}: bad line {line:?}", dir.join("rows.csv").display()).into(),
+                );
+            };
+            let values: BTreeMap<&str, &str> = fields.filter_map(|f| f.split_once('=')).collect();
+            let field = |key: &str| {
+                values
+                    .get(key)
+                    .copied()
+                    .ok_or_else(|| format!("rows.csv: no {key} in {line:?}"))
+            };
+            runs.push(HttpRun {
+                row: row.to_owned(),
+                round: round.parse()?,
+                requests: field("requests")?.parse()?,
+                rps: field("rps")?.parse()?,
+                p50_us: field("p50_us")?.parse()?,
+                p99_us: field("p99_us")?.parse()?,
+                non2xx: field("non2xx")?.parse()?,
+                socket_errors: field("socket_errors")?.parse()?,
+                cpu: HttpCpu {
+                    server: field("server_cpu_s")?.parse()?,
+                    redis: field("redis_cpu_s")?.parse()?,
+                    db: field("db_cpu_s")?.parse()?,
+                    wrk: field("wrk_cpu_s")?.parse()?,
+                    busy: field("busy_cpu_s")?.parse()?,
+                    irq: field("irq_cpu_s")?.parse()?,
+                    steal: field("steal_cpu_s")?.parse()?,
+                    window: field("window_s")?.parse()?,
+                },
+            });
+        }
+        let facts = std::fs::read_to_string(dir.join("http.txt"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        Ok(Some(Self { runs, facts }))
+    }
+
+    /// A fact of http.txt, `?` when absent.
+    pub(crate) fn fact(&self, key: &str) -> &str {
+        self.facts
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("?", |(_, v)| v.as_str())
+    }
+
+    /// The measured runs of one row, in round order.
+    pub(crate) fn runs_of(&self, row: &str) -> Vec<&HttpRun> {
+        let mut runs: Vec<&HttpRun> = self.runs.iter().filter(|r| r.row == row).collect();
+        runs.sort_by_key(|r| r.round);
+        runs
+    }
 }
 
 #[derive(Deserialize)]
@@ -157,6 +270,7 @@ impl Run {
             redis_benchmark,
             machine,
             commands: std::fs::read_to_string(dir.join("commands.txt")).unwrap_or_default(),
+            http: Http::load(&dir.join("http"))?,
         })
     }
 

@@ -100,7 +100,7 @@ fn median_ratio(a: Option<Stat>, b: Option<Stat>) -> String {
     }
 }
 
-fn verdict(met: Option<bool>) -> &'static str {
+pub(crate) fn verdict(met: Option<bool>) -> &'static str {
     match met {
         Some(true) => "met",
         Some(false) => "**MISSED**",
@@ -334,15 +334,7 @@ pub(crate) fn render(run: &Run, analysis: bool) -> String {
     other_tables(run, &mut md);
     ceiling_table(run, &mut md);
 
-    let _ = writeln!(
-        md,
-        "## HTTP load\n\n\
-         <!-- HTTP LOAD ROWS: filled by the HTTP part of run.sh once cache-adapters and the \
-         example app exist (their own issues). -->\n\
-         Not measured yet: the HTTP response cache (`cache-adapters`) and the example service \
-         (`calories-app`) do not exist yet, so there are no HTTP rows. They are not estimated \
-         here.\n"
-    );
+    crate::http::section(run.http.as_ref(), analysis, &mut md);
     if analysis {
         let _ = writeln!(
             md,
