@@ -24,7 +24,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use redis::aio::ConnectionManager;
 
 use crate::app::AppState;
-use crate::auth::bearer_token;
+use crate::auth::{AuthUser, bearer_token};
 use crate::error::ApiError;
 
 /// The window of the shared limiter.
@@ -238,11 +238,15 @@ impl RateLimiter {
 
 /// The middleware: counts the request against its user or IP, or answers 429.
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let client = client_of(&state, &parts);
     if let Err(wait) = state.limiter.check(&client).await {
         metrics::counter!("http_rate_limited_total").increment(1);
         return ApiError::rate_limited(wait).into_response();
+    }
+    if let Client::User(id) = client {
+        // Verified here; the `AuthUser` extractor reuses it rather than checking the token again.
+        parts.extensions.insert(AuthUser { id });
     }
     next.run(Request::from_parts(parts, body)).await
 }
