@@ -751,10 +751,7 @@ impl Cache {
         match &inner.store {
             Store::Memory(memory) => Ok((memory.get::<T>(key), memory.life_used(key))),
             Store::Remote(remote) => {
-                let full = inner.full_key(key);
-                let bytes = self
-                    .call(remote, Op::Get, remote.backend.get(&full))
-                    .await?;
+                let bytes = self.fetch(remote, key).await?;
                 let used = bytes
                     .as_deref()
                     .map_or(0.0, |b| envelope::life_used(b, envelope::now_millis()));
@@ -816,13 +813,16 @@ impl Cache {
         match &inner.store {
             Store::Memory(memory) => Ok(memory.get::<T>(key)),
             Store::Remote(remote) => {
-                let full = inner.full_key(key);
-                let bytes = self
-                    .call(remote, Op::Get, remote.backend.get(&full))
-                    .await?;
+                let bytes = self.fetch(remote, key).await?;
                 Ok(self.decode(bytes.as_deref()))
             }
         }
+    }
+
+    /// The bytes stored under `key` on the remote backend, under the failure policy.
+    async fn fetch(&self, remote: &Remote, key: &str) -> Result<Option<Vec<u8>>> {
+        let full = self.inner.full_key(key);
+        self.call(remote, Op::Get, remote.backend.get(&full)).await
     }
 
     fn decode<T: Cacheable>(&self, bytes: Option<&[u8]>) -> Lookup<T> {
