@@ -697,7 +697,7 @@ impl Cache {
                 Ok((Lookup::Hit(value), used)) => {
                     self.inner.metrics.hits.increment(1);
                     if used >= fraction {
-                        self.spawn_refresh(key, expiry, loader);
+                        self.spawn_refresh(key, expiry, fraction, loader);
                     }
                     return Ok(value);
                 }
@@ -709,8 +709,9 @@ impl Cache {
         self.get_or_try_insert_with(key, expiry, loader).await
     }
 
-    /// Reloads `key` in a spawned task, unless a load of it is already running.
-    fn spawn_refresh<T, E, F, Fut>(&self, key: &str, expiry: Expiry, loader: F)
+    /// Reloads `key` in a spawned task, unless a load of it is already running or the value
+    /// was replaced since the hit that asked (`fraction`: the refresh point).
+    fn spawn_refresh<T, E, F, Fut>(&self, key: &str, expiry: Expiry, fraction: f64, loader: F)
     where
         T: Cacheable,
         E: Clone + Send + Sync + 'static,
@@ -729,6 +730,12 @@ impl Cache {
             let Flight::Leader(leader) = cache.inner.flights.join(&key) else {
                 return;
             };
+            // A hit that read the old value just before a reload stored the new one would start
+            // a second reload: look again now that this task leads.
+            let again = cache.lookup_aged::<T>(&key).await;
+            if matches!(again, Ok((Lookup::Hit(_), used)) if used < fraction) {
+                return;
+            }
             cache.inner.metrics.loader_runs.increment(1);
             match cache.lead(&key, loader).await {
                 Ok(value) => {
