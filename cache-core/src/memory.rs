@@ -47,8 +47,11 @@ pub(crate) struct Entry {
     ttl: Option<Duration>,
     /// When it was stored.
     written: Instant,
-    /// When it stops being fresh; `None`: while it is kept.
-    fresh_until: Option<Instant>,
+    /// How long it is fresh; `None`: while it is kept.
+    fresh_for: Option<Duration>,
+    /// Kept past its fresh time (a stale window): only then does a read need the clock, as
+    /// otherwise the entry's own expiry ends it when it stops being fresh.
+    outlives_freshness: bool,
     weight: u32,
 }
 
@@ -60,14 +63,24 @@ impl Entry {
         fresh_for: Option<Duration>,
         weight: u32,
     ) -> Self {
-        let written = Instant::now();
         Self {
             value: Arc::new(value),
             ttl,
-            written,
-            fresh_until: fresh_for.and_then(|d| written.checked_add(d)),
+            written: Instant::now(),
+            fresh_for,
+            outlives_freshness: fresh_for != ttl,
             weight,
         }
+    }
+}
+
+impl Entry {
+    /// Past its fresh time, still kept for its stale window.
+    fn is_expired(&self) -> bool {
+        self.outlives_freshness
+            && self
+                .fresh_for
+                .is_some_and(|fresh| self.written.elapsed() >= fresh)
     }
 }
 
@@ -141,13 +154,7 @@ impl MemoryStore {
         match self.entries.get(key) {
             None => Lookup::Miss,
             Some(entry) => match entry.value.downcast_ref::<T>() {
-                Some(value)
-                    if entry
-                        .fresh_until
-                        .is_some_and(|t| t <= std::time::Instant::now()) =>
-                {
-                    Lookup::Expired(value.clone())
-                }
+                Some(value) if entry.is_expired() => Lookup::Expired(value.clone()),
                 Some(value) => Lookup::Hit(value.clone()),
                 None => Lookup::OtherType,
             },
@@ -158,9 +165,9 @@ impl MemoryStore {
     pub(crate) fn life_used(&self, key: &str) -> f64 {
         self.entries
             .get(key)
-            .map_or(0.0, |entry| match entry.fresh_until {
-                Some(until) if until > entry.written => {
-                    entry.written.elapsed().as_secs_f64() / (until - entry.written).as_secs_f64()
+            .map_or(0.0, |entry| match entry.fresh_for {
+                Some(fresh) if !fresh.is_zero() => {
+                    entry.written.elapsed().as_secs_f64() / fresh.as_secs_f64()
                 }
                 _ => 0.0,
             })
