@@ -10,8 +10,9 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub use self::redis::RedisBackend;
 
@@ -56,4 +57,64 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 
     /// Checks that the backend answers.
     async fn ping(&self) -> Result<()>;
+
+    /// Stores `value` under `key` only when no value is there, expiring after `ttl`; true when
+    /// stored. The cross-replica loader lease (`SET NX PX`) is built on it.
+    ///
+    /// The default says [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+        let _ = (key, value, ttl);
+        Err(Error::unsupported(
+            self.name(),
+            "set_if_absent (loader leases)",
+        ))
+    }
+
+    /// Removes `key` only when it holds exactly `value`, atomically; true when removed. A lease
+    /// is released with it, so that only its owner can release it.
+    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let _ = (key, value);
+        Err(Error::unsupported(
+            self.name(),
+            "delete_if_equals (loader leases)",
+        ))
+    }
+
+    /// Replaces the value under `key` with `value`, keeping its expiry, only when the key
+    /// exists; true when replaced. A tag is invalidated with it.
+    async fn replace_if_present(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let _ = (key, value);
+        Err(Error::unsupported(self.name(), "replace_if_present (tags)"))
+    }
+
+    /// The value under each of `keys`, in order; a key without one first gets the matching
+    /// entry of `candidates`. Each key's expiry is then at least `ttl` (`None`: the key never
+    /// expires). In one round trip where the backend can. A tagged write reads its tags'
+    /// versions with it.
+    async fn get_or_create(
+        &self,
+        keys: &[String],
+        candidates: &[Vec<u8>],
+        ttl: Option<Duration>,
+    ) -> Result<Vec<Vec<u8>>> {
+        let _ = (keys, candidates, ttl);
+        Err(Error::unsupported(self.name(), "get_or_create (tags)"))
+    }
+
+    /// Sends `message` to every subscriber of `channel`.
+    async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {
+        let _ = (channel, message);
+        Err(Error::unsupported(self.name(), "publish (the local tier)"))
+    }
+
+    /// Subscribes to `channel`. Once this returns, every message published on the channel
+    /// arrives on the receiver, in order; the receiver closes when the subscription is lost
+    /// (the connection broke), and the caller subscribes again.
+    async fn subscribe(&self, channel: &str) -> Result<mpsc::Receiver<Vec<u8>>> {
+        let _ = channel;
+        Err(Error::unsupported(
+            self.name(),
+            "subscribe (the local tier)",
+        ))
+    }
 }

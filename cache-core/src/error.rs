@@ -37,6 +37,9 @@ pub enum ErrorKind {
     Codec,
     /// An argument is invalid: a malformed glob pattern, a zero TTL.
     InvalidInput,
+    /// The backend does not offer what was asked (a custom [`Backend`](crate::Backend) without
+    /// Pub/Sub, say): a configuration problem, not an outage.
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -52,6 +55,7 @@ impl ErrorKind {
             Self::CircuitOpen => "circuit_open",
             Self::Codec => "codec",
             Self::InvalidInput => "invalid_input",
+            Self::Unsupported => "unsupported",
         }
     }
 }
@@ -116,6 +120,13 @@ impl Error {
             format!(
                 "cache {operation} timed out after {after:?}; the backend is slow or unreachable"
             ),
+        )
+    }
+
+    pub(crate) fn unsupported(backend: &str, what: &str) -> Self {
+        Self::new(
+            ErrorKind::Unsupported,
+            format!("the {backend} backend does not support {what}"),
         )
     }
 

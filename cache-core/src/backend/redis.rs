@@ -19,7 +19,9 @@ use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -332,15 +334,21 @@ fn connect_error(address: &str, e: redis::RedisError) -> Error {
     err.with_source(e)
 }
 
-fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
+pub(crate) fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key).arg(value);
     if let Some(ttl) = ttl {
-        // Round up: a 500 µs TTL must not become "PX 0", which Redis rejects.
-        let millis = u64::try_from(ttl.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
-        cmd.arg("PX").arg(millis.max(1));
+        cmd.arg("PX").arg(px(ttl));
     }
     cmd
+}
+
+/// `ttl` in whole milliseconds for `PX`, rounded up: a 500 µs TTL must not become `PX 0`,
+/// which Redis rejects.
+pub(crate) fn px(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_nanos().div_ceil(1_000_000))
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 #[async_trait]
@@ -415,5 +423,127 @@ impl super::Backend for RedisBackend {
     async fn ping(&self) -> Result<()> {
         let _: String = self.query(&redis::cmd("PING")).await?;
         Ok(())
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+        let mut cmd = set_cmd(key, value, Some(ttl));
+        cmd.arg("NX");
+        let stored: Option<String> = self.query(&cmd).await?;
+        Ok(stored.is_some())
+    }
+
+    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let mut lease = self.connection();
+        let result = scripts::delete_if_equals()
+            .key(key)
+            .arg(value)
+            .invoke_async(&mut lease.manager)
+            .await;
+        self.settle(&lease, result)
+    }
+
+    async fn replace_if_present(&self, key: &str, value: &[u8]) -> Result<bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("XX").arg("KEEPTTL");
+        let replaced: Option<String> = self.query(&cmd).await?;
+        Ok(replaced.is_some())
+    }
+
+    async fn get_or_create(
+        &self,
+        keys: &[String],
+        candidates: &[Vec<u8>],
+        ttl: Option<Duration>,
+    ) -> Result<Vec<Vec<u8>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let millis = ttl.map_or(0, px);
+        let mut pipe = redis::pipe();
+        for (key, candidate) in keys.iter().zip(candidates) {
+            pipe.invoke_script(scripts::get_or_create().key(key).arg(candidate).arg(millis));
+        }
+        let mut lease = self.connection();
+        let result = pipe.query_async(&mut lease.manager).await;
+        self.settle(&lease, result)
+    }
+
+    async fn publish(&self, channel: &str, message: &[u8]) -> Result<()> {
+        let _: u64 = self
+            .query(redis::cmd("PUBLISH").arg(channel).arg(message))
+            .await?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &str) -> Result<mpsc::Receiver<Vec<u8>>> {
+        subscribe(&self.client, channel).await
+    }
+}
+
+/// Subscribes to `channel` on a dedicated connection of `client`; the receiver closes when
+/// that connection is lost. A subscribed connection can run no other command, hence its own.
+pub(crate) async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<mpsc::Receiver<Vec<u8>>> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    let mut messages = pubsub.into_on_message();
+    // Bounded: a receiver that stops reading holds the forwarder, not unbounded memory.
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            if tx.send(message.get_payload_bytes().to_vec()).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// The Lua scripts behind the operations Redis has no single command for. `Script` sends
+/// `EVALSHA` and falls back to `EVAL` once per connection when the server does not know it.
+pub(crate) mod scripts {
+    use std::sync::OnceLock;
+
+    /// `KEYS[1]`: the key; `ARGV[1]`: the value it must hold to be removed.
+    pub(crate) fn delete_if_equals() -> &'static redis::Script {
+        static SCRIPT: OnceLock<redis::Script> = OnceLock::new();
+        SCRIPT.get_or_init(|| {
+            redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                   return redis.call('DEL', KEYS[1]) \
+                 end \
+                 return 0",
+            )
+        })
+    }
+
+    /// `KEYS[1]`: the key; `ARGV[1]`: the value to create it with; `ARGV[2]`: the least expiry
+    /// it must have afterwards, in milliseconds, `0` for none. Returns the value.
+    pub(crate) fn get_or_create() -> &'static redis::Script {
+        static SCRIPT: OnceLock<redis::Script> = OnceLock::new();
+        SCRIPT.get_or_init(|| {
+            redis::Script::new(
+                "local ttl = tonumber(ARGV[2]) \
+                 local value = redis.call('GET', KEYS[1]) \
+                 if not value then \
+                   value = ARGV[1] \
+                   if ttl > 0 then \
+                     redis.call('SET', KEYS[1], value, 'PX', ttl) \
+                   else \
+                     redis.call('SET', KEYS[1], value) \
+                   end \
+                 elseif ttl == 0 then \
+                   redis.call('PERSIST', KEYS[1]) \
+                 else \
+                   local left = redis.call('PTTL', KEYS[1]) \
+                   if left >= 0 and left < ttl then \
+                     redis.call('PEXPIRE', KEYS[1], ttl) \
+                   end \
+                 end \
+                 return value",
+            )
+        })
     }
 }
