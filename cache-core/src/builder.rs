@@ -46,6 +46,7 @@ pub struct CacheBuilder {
     pub(crate) warn_interval: Duration,
     pub(crate) ttl_jitter: f64,
     pub(crate) tls_root_certificates: Option<Vec<u8>>,
+    pub(crate) local_tier: Option<(u64, Duration)>,
 }
 
 impl Default for CacheBuilder {
@@ -65,6 +66,7 @@ impl Default for CacheBuilder {
             warn_interval: Duration::from_secs(10),
             ttl_jitter: 0.0,
             tls_root_certificates: None,
+            local_tier: None,
         }
     }
 }
@@ -80,6 +82,7 @@ impl fmt::Debug for CacheBuilder {
             .field("default_ttl", &self.default_ttl)
             .field("memory_capacity", &self.memory_capacity)
             .field("ttl_jitter", &self.ttl_jitter)
+            .field("local_tier", &self.local_tier)
             .field(
                 "tls_root_certificates",
                 &self.tls_root_certificates.as_ref().map(|_| "<PEM>"),
@@ -203,6 +206,33 @@ impl CacheBuilder {
         self
     }
 
+    /// An in-process tier of up to `capacity` entries in front of Redis, each kept at most `ttl`:
+    /// reads look there first, then in Redis (filling it); writes and deletes go to Redis, then
+    /// here, then to the other replicas as an invalidation on Redis Pub/Sub (channel
+    /// `{namespace}#invalidate`), which drop their copies. A hit here costs what a memory hit
+    /// does, with no round trip.
+    ///
+    /// `ttl` bounds how stale a copy can be if an invalidation is lost; keep it short (seconds)
+    /// for data other replicas write. The guarantees, and what they cost, are in the README's
+    /// "Running at scale". Needs a Redis (or cluster) URL, or a backend with Pub/Sub.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use cache_core::Cache;
+    ///
+    /// # async fn run() -> cache_core::Result<()> {
+    /// let cache = Cache::builder()
+    ///     .url("redis://127.0.0.1:6379/0")
+    ///     .local_tier(10_000, Duration::from_secs(5))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn local_tier(mut self, capacity: u64, ttl: Duration) -> Self {
+        self.local_tier = Some((capacity, ttl));
+        self
+    }
+
     /// Validates the settings and connects.
     ///
     /// # Errors
@@ -218,9 +248,13 @@ impl CacheBuilder {
                 ));
             }
             let name = backend.name();
-            return Ok(Cache::with_backend(&self, backend, name));
+            return Cache::with_remote(&self, backend, name).await;
         }
         match self.url.as_deref().map(url::parse).transpose()? {
+            None | Some(Target::Memory) if self.local_tier.is_some() => Err(Error::config(
+                "local_tier is a tier in front of Redis; the memory backend is already local \
+                 (set a redis:// URL, or drop local_tier)",
+            )),
             None | Some(Target::Memory) => Ok(Cache::with_memory(&self)),
             Some(Target::Redis(url)) => {
                 let client =
@@ -233,11 +267,7 @@ impl CacheBuilder {
                     self.operation_timeout,
                 )
                 .await?;
-                Ok(Cache::with_backend(
-                    &self,
-                    std::sync::Arc::new(backend),
-                    "redis",
-                ))
+                Cache::with_remote(&self, std::sync::Arc::new(backend), "redis").await
             }
         }
     }
@@ -272,6 +302,13 @@ impl CacheBuilder {
             return Err(Error::config(format!(
                 "ttl_jitter {} is outside 0..1; it is a fraction of the TTL, such as 0.1 for +-10%",
                 self.ttl_jitter
+            )));
+        }
+        if let Some((capacity, ttl)) = self.local_tier
+            && (capacity == 0 || ttl.is_zero())
+        {
+            return Err(Error::config(format!(
+                "local_tier({capacity}, {ttl:?}): both the capacity and the TTL must be positive"
             )));
         }
         if self.default_ttl.is_some_and(|ttl| ttl.is_zero()) {

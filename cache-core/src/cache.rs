@@ -15,6 +15,7 @@ use crate::backend::Backend;
 use crate::builder::CacheBuilder;
 use crate::codec::CodecKind;
 use crate::envelope;
+use crate::envelope::TagVersion;
 use crate::error::{Error, Result};
 use crate::expiry::Expiry;
 use crate::failure::{Breaker, WarnLimiter};
@@ -22,6 +23,7 @@ use crate::flight::{Flight, SingleFlight};
 use crate::memory::{Entry, Lookup, MemoryStore};
 use crate::metrics::{Metrics, Op};
 use crate::pattern;
+use crate::tier::{Event, LocalTier};
 use crate::ttl::Ttl;
 
 /// What a cached value must be: serializable for remote backends, cloneable and `'static` so
@@ -78,7 +80,23 @@ struct Remote {
     kind: &'static str,
     timeout: Duration,
     breaker: Breaker,
+    /// The in-process tier in front of the backend, if the builder asked for one.
+    local: Option<LocalTier>,
 }
+
+/// What a locked read-through found before running its loader.
+enum Lease<T> {
+    /// Another replica's load finished: its value.
+    Value(T),
+    /// This replica holds the lease under this token: it loads, then releases.
+    Owner(Vec<u8>),
+    /// No lease (Redis failed, or the wait timed out): load anyway.
+    None,
+}
+
+/// How much longer than its longest entry a tag's version key is kept, so that it never
+/// expires before a value that depends on it.
+const TAG_SLACK: Duration = Duration::from_secs(60);
 
 impl AsRef<Cache> for Cache {
     fn as_ref(&self) -> &Cache {
@@ -167,24 +185,40 @@ impl Cache {
         )
     }
 
-    pub(crate) fn with_backend(
+    /// A cache on a remote backend, with the local tier in front of it if the builder set one.
+    pub(crate) async fn with_remote(
         config: &CacheBuilder,
         backend: Arc<dyn Backend>,
         kind: &'static str,
-    ) -> Self {
+    ) -> Result<Self> {
         let metrics = Metrics::new(&config.namespace, kind);
         let breaker = Breaker::new(
             config.breaker_threshold,
             config.breaker_cool_down,
             metrics.breaker_gauge(),
         );
+        let local = match config.local_tier {
+            None => None,
+            Some((capacity, ttl)) => Some(
+                LocalTier::start(
+                    MemoryStore::new(crate::MemoryCapacity::Entries(capacity)),
+                    ttl,
+                    Arc::clone(&backend),
+                    format!("{}#invalidate", config.namespace),
+                    config.connect_timeout,
+                    metrics.clone(),
+                )
+                .await?,
+            ),
+        };
         let remote = Remote {
             backend,
             kind,
             timeout: config.operation_timeout,
             breaker,
+            local,
         };
-        Self::build(config, Store::Remote(remote), metrics)
+        Ok(Self::build(config, Store::Remote(remote), metrics))
     }
 
     fn new(config: &CacheBuilder, store: Store, kind: &'static str) -> Self {
@@ -226,6 +260,23 @@ impl Cache {
         match &self.inner.store {
             Store::Memory(_) => "memory",
             Store::Remote(remote) => remote.kind,
+        }
+    }
+
+    /// True while this cache has a local tier in front of Redis that it reads and fills: it is
+    /// subscribed to the invalidation channel. False without a local tier, and while the
+    /// subscription is being re-established (reads then go to Redis).
+    ///
+    /// ```
+    /// assert!(!cache_core::Cache::memory().is_local_tier_active());
+    /// ```
+    #[must_use]
+    pub fn is_local_tier_active(&self) -> bool {
+        match &self.inner.store {
+            Store::Remote(Remote {
+                local: Some(local), ..
+            }) => local.is_active(),
+            _ => false,
         }
     }
 
@@ -279,16 +330,148 @@ impl Cache {
         ttl: impl Into<Ttl>,
     ) -> Result<()> {
         let ttl = ttl.into().resolve(self.inner.default_ttl)?;
-        self.store(key.as_ref(), value, ttl, Duration::ZERO).await
+        self.store(key.as_ref(), value, ttl, Duration::ZERO, Vec::new())
+            .await
     }
 
-    /// Stores `value` fresh for `ttl` (jittered) and kept `stale` longer.
+    /// Stores `value` under `key` for `ttl`, tagged: [`invalidate_tag`](Cache::invalidate_tag)
+    /// of any of `tags` turns it into a miss, on every replica, without scanning keys.
+    ///
+    /// Each tag has a version key in Redis (`{namespace}#tag:{tag}`, a 16-character string,
+    /// kept as long as the longest value tagged with it); the value records the versions its
+    /// tags had, and a read compares them, in the same round trip as the value when the caller
+    /// names the tags ([`Expiry::tags`]) and in one more otherwise. Invalidating a tag gives it
+    /// a new version: O(1), whatever the number of values under it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::Cache;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// let cache = Cache::memory();
+    /// let hour = Duration::from_secs(3600);
+    /// cache.set_with_tags("daily:42:2026-11-26", &2100_u32, hour, &["user:42"]).await?;
+    /// cache.set_with_tags("stats:42:7", &1950_u32, hour, &["user:42", "stats"]).await?;
+    /// cache.set_with_tags("stats:7:7", &1700_u32, hour, &["user:7", "stats"]).await?;
+    ///
+    /// cache.invalidate_tag("user:42").await?;
+    /// assert_eq!(cache.get::<u32>("daily:42:2026-11-26").await?, None);
+    /// assert_eq!(cache.get::<u32>("stats:42:7").await?, None);
+    /// assert_eq!(cache.get::<u32>("stats:7:7").await?, Some(1700));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`set`](Cache::set); [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput)
+    /// for an empty tag, one over 1,024 bytes, or more than 255 tags.
+    #[tracing::instrument(name = "cache.set_with_tags", level = "debug", skip_all, fields(key = %key.as_ref()))]
+    pub async fn set_with_tags<T: Cacheable>(
+        &self,
+        key: impl AsRef<str>,
+        value: &T,
+        ttl: impl Into<Ttl>,
+        tags: &[impl AsRef<str>],
+    ) -> Result<()> {
+        let ttl = ttl.into().resolve(self.inner.default_ttl)?;
+        let tags = tag_list(tags)?;
+        let versions = self.tag_versions(&tags, ttl, Duration::ZERO).await?;
+        self.store(key.as_ref(), value, ttl, Duration::ZERO, versions)
+            .await
+    }
+
+    /// Invalidates `tag`: every value stored under it so far is a miss from now on, on every
+    /// replica (the local tiers are told through the invalidation channel). Values stored
+    /// under it afterwards are hits again. O(1): one write, whatever the number of values.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// let cache = cache_core::Cache::memory();
+    /// cache.set_with_tags("a", &1_u8, std::time::Duration::from_secs(60), &["t"]).await?;
+    /// cache.invalidate_tag("t").await?;
+    /// assert_eq!(cache.get::<u8>("a").await?, None);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Backend trouble, as for [`get`](Cache::get), or an invalid tag as for
+    /// [`set_with_tags`](Cache::set_with_tags).
+    #[tracing::instrument(name = "cache.invalidate_tag", level = "debug", skip_all, fields(tag = %tag.as_ref()))]
+    pub async fn invalidate_tag(&self, tag: impl AsRef<str>) -> Result<()> {
+        let tag = tag.as_ref();
+        check_tag(tag)?;
+        let inner = &*self.inner;
+        match &inner.store {
+            Store::Memory(memory) => {
+                memory.bump_tag(tag);
+                Ok(())
+            }
+            Store::Remote(remote) => {
+                let version = crate::memory::new_version();
+                // A tag without a version key tags nothing alive: there is nothing to change.
+                self.call(
+                    remote,
+                    Op::InvalidateTag,
+                    remote
+                        .backend
+                        .replace_if_present(&inner.tag_key(tag), &version),
+                )
+                .await?;
+                if let Some(local) = &remote.local {
+                    local.store.forget_tag(tag);
+                    self.announce(remote, local, &[Event::Tag(tag)]).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The current versions of `tags` for a value kept `ttl` plus `stale`, created where
+    /// missing, their keys kept at least that long.
+    async fn tag_versions(
+        &self,
+        tags: &[String],
+        ttl: Option<Duration>,
+        stale: Duration,
+    ) -> Result<Vec<TagVersion>> {
+        if tags.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = &*self.inner;
+        match &inner.store {
+            Store::Memory(memory) => Ok(memory.tag_versions(tags)),
+            Store::Remote(remote) => {
+                let keys: Vec<String> = tags.iter().map(|tag| inner.tag_key(tag)).collect();
+                let candidates: Vec<Vec<u8>> =
+                    tags.iter().map(|_| crate::memory::new_version()).collect();
+                // The longest the value can be kept: its TTL jittered up, plus its stale window.
+                let keep = ttl.map(|ttl| {
+                    ttl.mul_f64(1.0 + inner.ttl_jitter)
+                        .saturating_add(stale)
+                        .saturating_add(TAG_SLACK)
+                });
+                let versions = self
+                    .call(
+                        remote,
+                        Op::TagVersions,
+                        remote.backend.get_or_create(&keys, &candidates, keep),
+                    )
+                    .await?;
+                Ok(tags.iter().cloned().zip(versions).collect())
+            }
+        }
+    }
+
+    /// Stores `value` fresh for `ttl` (jittered) and kept `stale` longer, under the tag
+    /// versions given.
     async fn store<T: Cacheable>(
         &self,
         key: &str,
         value: &T,
         ttl: Option<Duration>,
         stale: Duration,
+        tags: Vec<TagVersion>,
     ) -> Result<()> {
         let inner = &*self.inner;
         let fresh = ttl.map(|ttl| inner.jittered(ttl));
@@ -297,17 +480,43 @@ impl Cache {
             Store::Memory(memory) => {
                 memory.insert(
                     key.to_owned(),
-                    inner.memory_entry(memory, key, value, keep, fresh),
+                    inner
+                        .memory_entry(memory, key, value, keep, fresh)
+                        .tagged(tags),
                 );
                 Ok(())
             }
             Store::Remote(remote) => {
-                let bytes = envelope::encode(inner.codec, value, fresh)?;
+                let bytes = envelope::encode_tagged(inner.codec, value, fresh, &tags)?;
                 let full = inner.full_key(key);
+                let epoch = remote.local.as_ref().map(LocalTier::epoch);
                 self.call(remote, Op::Set, remote.backend.set(&full, &bytes, keep))
-                    .await
+                    .await?;
+                if let (Some(local), Some(epoch)) = (&remote.local, epoch) {
+                    let local_ttl = fresh.map_or(local.ttl, |fresh| fresh.min(local.ttl));
+                    let entry = Entry::copy(value.clone(), local_ttl, fresh, Duration::ZERO);
+                    local.fill(key, entry, tags, epoch);
+                    self.announce(remote, local, &[Event::Key(key)]).await?;
+                }
+                Ok(())
             }
         }
+    }
+
+    /// Tells the other replicas' local tiers what changed.
+    async fn announce(
+        &self,
+        remote: &Remote,
+        local: &LocalTier,
+        events: &[Event<'_>],
+    ) -> Result<()> {
+        let message = local.message(events);
+        self.call(
+            remote,
+            Op::Publish,
+            remote.backend.publish(&local.channel, &message),
+        )
+        .await
     }
 
     /// Removes `key`; true when it was there.
@@ -322,8 +531,14 @@ impl Cache {
             Store::Memory(memory) => Ok(memory.remove(key)),
             Store::Remote(remote) => {
                 let full = inner.full_key(key);
-                self.call(remote, Op::Delete, remote.backend.delete(&full))
-                    .await
+                let removed = self
+                    .call(remote, Op::Delete, remote.backend.delete(&full))
+                    .await?;
+                if let Some(local) = &remote.local {
+                    local.store.remove(key);
+                    self.announce(remote, local, &[Event::Key(key)]).await?;
+                }
+                Ok(removed)
             }
         }
     }
@@ -365,13 +580,20 @@ impl Cache {
                 let full = inner.full_key(glob);
                 // No overall timeout: the backend bounds each batch, and a large key space takes
                 // as many batches as it needs.
-                self.guarded(
-                    remote,
-                    Op::DeletePattern,
-                    None,
-                    remote.backend.delete_pattern(&full),
-                )
-                .await
+                let removed = self
+                    .guarded(
+                        remote,
+                        Op::DeletePattern,
+                        None,
+                        remote.backend.delete_pattern(&full),
+                    )
+                    .await?;
+                if let Some(local) = &remote.local {
+                    local.store.remove_matching(glob);
+                    self.announce(remote, local, &[Event::Pattern(glob)])
+                        .await?;
+                }
+                Ok(removed)
             }
         }
     }
@@ -398,15 +620,47 @@ impl Cache {
                 .map(|k| self.count(k.as_ref(), memory.get::<T>(k.as_ref())))
                 .collect()),
             Store::Remote(remote) => {
-                let full: Vec<String> = keys.iter().map(|k| inner.full_key(k.as_ref())).collect();
-                let found = self
+                let mut values: Vec<Option<T>> = keys.iter().map(|_| None).collect();
+                // Local hits first; the rest in one remote round trip (two with tags).
+                let mut pending: Vec<usize> = Vec::with_capacity(keys.len());
+                let local = remote.local.as_ref().filter(|local| local.is_active());
+                for (i, key) in keys.iter().enumerate() {
+                    match local.map(|local| local.store.get::<T>(key.as_ref())) {
+                        Some(Lookup::Hit(value)) => {
+                            inner.metrics.hits.increment(1);
+                            values[i] = Some(value);
+                        }
+                        _ => pending.push(i),
+                    }
+                }
+                if pending.is_empty() {
+                    return Ok(values);
+                }
+                let epoch = local.map(LocalTier::epoch);
+                let full: Vec<String> = pending
+                    .iter()
+                    .map(|&i| inner.full_key(keys[i].as_ref()))
+                    .collect();
+                let mut found = self
                     .call(remote, Op::GetMany, remote.backend.get_many(&full))
                     .await?;
-                Ok(keys
-                    .iter()
-                    .zip(found)
-                    .map(|(k, bytes)| self.count(k.as_ref(), self.decode(bytes.as_deref())))
-                    .collect())
+                let current = self.current_tags(remote, &found, Vec::new()).await?;
+                for (bytes, current) in found.iter_mut().zip(current) {
+                    if !current {
+                        *bytes = None;
+                    }
+                }
+                for (&i, bytes) in pending.iter().zip(found) {
+                    let key = keys[i].as_ref();
+                    let found = self.decode(bytes.as_deref());
+                    if let (Some(local), Some(epoch), Lookup::Hit(value), Some(bytes)) =
+                        (local, epoch, &found, &bytes)
+                    {
+                        self.fill_local(local, key, value, bytes, epoch);
+                    }
+                    values[i] = self.count(key, found);
+                }
+                Ok(values)
             }
         }
     }
@@ -451,7 +705,18 @@ impl Cache {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 self.call(remote, Op::SetMany, remote.backend.set_many(&encoded, ttl))
-                    .await
+                    .await?;
+                if let Some(local) = &remote.local {
+                    let keys: Vec<Event<'_>> = entries
+                        .iter()
+                        .map(|(key, _)| {
+                            local.store.remove(key.as_ref());
+                            Event::Key(key.as_ref())
+                        })
+                        .collect();
+                    self.announce(remote, local, &keys).await?;
+                }
+                Ok(())
             }
         }
     }
@@ -529,14 +794,18 @@ impl Cache {
     {
         let key = key.as_ref();
         let expiry = expiry.into();
-        let ttl = match expiry.ttl.resolve(self.inner.default_ttl) {
-            Ok(ttl) => Some(ttl),
+        let checked = expiry
+            .ttl
+            .resolve(self.inner.default_ttl)
+            .and_then(|ttl| Ok((ttl, tag_list(&expiry.tags)?)));
+        let (ttl, tags) = match checked {
+            Ok((ttl, tags)) => (Some(ttl), tags),
             Err(err) => {
                 self.absorb(
-                    "read-through with an invalid TTL: loading without storing",
+                    "read-through with an invalid TTL or tag: loading without storing",
                     &err,
                 );
-                None
+                (None, Vec::new())
             }
         };
         // A loader that asks for its own key (directly, or through another cached function with
@@ -548,7 +817,7 @@ impl Cache {
         let mut stale: Option<T> = None;
         // After one failed backend call, skip the others (re-check, store): a slow backend must
         // cost a request one timeout, not three.
-        let mut backend_up = match self.lookup::<T>(key).await {
+        let mut backend_up = match self.lookup_tagged::<T>(key, &tags).await {
             Ok(found) => {
                 if let Lookup::Expired(value) = &found {
                     stale = Some(value.clone());
@@ -569,7 +838,7 @@ impl Cache {
                     if backend_up {
                         // A flight for this key may have finished between our miss and our
                         // joining: look again (uncounted: this request already counted a miss).
-                        match self.lookup::<T>(key).await {
+                        match self.lookup_tagged::<T>(key, &tags).await {
                             Ok(Lookup::Hit(value)) => {
                                 leader.publish(Ok(Arc::new(value.clone())));
                                 return Ok(value);
@@ -582,6 +851,35 @@ impl Cache {
                             }
                         }
                     }
+                    // Tag versions before the loader: a tag invalidated while it runs voids
+                    // what it returns.
+                    let mut store_as = None;
+                    if let (true, Some(ttl)) = (backend_up, ttl) {
+                        match self.tag_versions(&tags, ttl, expiry.stale).await {
+                            Ok(versions) => store_as = Some((ttl, versions)),
+                            Err(err) => {
+                                self.absorb(
+                                    "cache unavailable, the loaded value is not stored",
+                                    &err,
+                                );
+                                backend_up = !err.is_unavailable();
+                            }
+                        }
+                    }
+                    // One loader across replicas: wait for another's value, or hold the lease.
+                    let mut lease = None;
+                    if let (Some(timeout), true, Store::Remote(remote)) =
+                        (expiry.lock, backend_up, &self.inner.store)
+                    {
+                        match self.lease::<T>(remote, key, &tags, timeout).await {
+                            Lease::Value(value) => {
+                                leader.publish(Ok(Arc::new(value.clone())));
+                                return Ok(value);
+                            }
+                            Lease::Owner(token) => lease = Some((remote, token)),
+                            Lease::None => {}
+                        }
+                    }
                     self.inner.metrics.loader_runs.increment(1);
                     // With a stale answer at hand, a loader past the soft timeout is abandoned.
                     let (loaded, stale) = match (stale, expiry.soft_timeout) {
@@ -589,6 +887,7 @@ impl Cache {
                             match tokio::time::timeout(limit, self.lead(key, loader)).await {
                                 Ok(loaded) => (loaded, Some(old)),
                                 Err(_) => {
+                                    self.release(lease, key).await;
                                     return Ok(self.serve_stale(
                                         key,
                                         &leader,
@@ -600,12 +899,13 @@ impl Cache {
                         }
                         (stale, _) => (self.lead(key, loader).await, stale),
                     };
-                    return match (loaded, stale) {
+                    let answer = match (loaded, stale) {
                         (Ok(value), _) => {
                             // Waiters get the value now, not after the store below.
                             leader.publish(Ok(Arc::new(value.clone())));
-                            if let (true, Some(ttl)) = (backend_up, ttl) {
-                                self.read_through_set(key, &value, ttl, expiry.stale).await;
+                            if let Some((ttl, versions)) = store_as {
+                                self.read_through_set(key, &value, ttl, expiry.stale, versions)
+                                    .await;
                             }
                             Ok(value)
                         }
@@ -617,6 +917,9 @@ impl Cache {
                             Err(err)
                         }
                     };
+                    // After the store: a replica that finds the lease gone finds the value.
+                    self.release(lease, key).await;
+                    return answer;
                 }
                 Flight::Follower(follower) => match follower.wait().await {
                     // The leader was cancelled: elect a new one.
@@ -632,6 +935,87 @@ impl Cache {
                     },
                 },
             }
+        }
+    }
+
+    /// Takes the cross-replica lease on `key`'s load, or waits for the value of the replica
+    /// that holds it: polling from 2 ms, doubling to 50 ms, trying for the lease again each time
+    /// (its owner may have failed and released it), for at most `timeout`.
+    async fn lease<T: Cacheable>(
+        &self,
+        remote: &Remote,
+        key: &str,
+        tags: &[String],
+        timeout: Duration,
+    ) -> Lease<T> {
+        let metrics = &self.inner.metrics;
+        let lock_key = self.inner.lock_key(key);
+        let token = crate::memory::new_version();
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let taken = self
+                .call(
+                    remote,
+                    Op::Lock,
+                    remote.backend.set_if_absent(&lock_key, &token, timeout),
+                )
+                .await;
+            match taken {
+                Ok(true) => {
+                    // The last owner may have stored the value between our miss and now.
+                    if let Ok(Lookup::Hit(value)) = self.lookup_tagged::<T>(key, tags).await {
+                        self.release(Some((remote, token)), key).await;
+                        metrics.lock("waited");
+                        return Lease::Value(value);
+                    }
+                    metrics.lock("acquired");
+                    return Lease::Owner(token);
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    self.absorb("cache lock unavailable, loading without it", &err);
+                    metrics.lock("unavailable");
+                    return Lease::None;
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                metrics.lock("timed_out");
+                return Lease::None;
+            }
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+            match self.lookup_tagged::<T>(key, tags).await {
+                Ok(Lookup::Hit(value)) => {
+                    metrics.lock("waited");
+                    return Lease::Value(value);
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    self.absorb("cache read failed while waiting for a lock, loading", &err);
+                    metrics.lock("unavailable");
+                    return Lease::None;
+                }
+            }
+        }
+    }
+
+    /// Releases a lease this replica holds, if it still does (compare and delete).
+    async fn release(&self, lease: Option<(&Remote, Vec<u8>)>, key: &str) {
+        let Some((remote, token)) = lease else {
+            return;
+        };
+        let lock_key = self.inner.lock_key(key);
+        let released = self
+            .call(
+                remote,
+                Op::Lock,
+                remote.backend.delete_if_equals(&lock_key, &token),
+            )
+            .await;
+        if let Err(err) = released {
+            self.absorb("cache lock not released; it expires by itself", &err);
         }
     }
 
@@ -693,11 +1077,11 @@ impl Cache {
         let key = key.as_ref();
         let expiry = expiry.into();
         if let (Some(fraction), false) = (expiry.refresh_ahead, self.is_leading(key)) {
-            match self.lookup_aged::<T>(key).await {
+            match self.lookup_aged::<T>(key, &expiry.tags).await {
                 Ok((Lookup::Hit(value), used)) => {
                     self.inner.metrics.hits.increment(1);
                     if used >= fraction {
-                        self.spawn_refresh(key, expiry, fraction, loader);
+                        self.spawn_refresh(key, expiry.clone(), fraction, loader);
                     }
                     return Ok(value);
                 }
@@ -732,17 +1116,25 @@ impl Cache {
             };
             // A hit that read the old value just before a reload stored the new one would start
             // a second reload: look again now that this task leads.
-            let again = cache.lookup_aged::<T>(&key).await;
+            let again = cache.lookup_aged::<T>(&key, &expiry.tags).await;
             if matches!(again, Ok((Lookup::Hit(_), used)) if used < fraction) {
                 return;
             }
+            // As in a read-through: the tag versions before the load, or no store.
+            let store_as = match expiry.ttl.resolve(cache.inner.default_ttl) {
+                Ok(ttl) => match cache.tag_versions(&expiry.tags, ttl, expiry.stale).await {
+                    Ok(versions) => Some((ttl, versions)),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
             cache.inner.metrics.loader_runs.increment(1);
             match cache.lead(&key, loader).await {
                 Ok(value) => {
                     leader.publish(Ok(Arc::new(value.clone())));
-                    if let Ok(ttl) = expiry.ttl.resolve(cache.inner.default_ttl) {
+                    if let Some((ttl, versions)) = store_as {
                         cache
-                            .read_through_set(&key, &value, ttl, expiry.stale)
+                            .read_through_set(&key, &value, ttl, expiry.stale, versions)
                             .await;
                     }
                 }
@@ -753,17 +1145,16 @@ impl Cache {
     }
 
     /// Reads `key` without counting it, with how much of its fresh time it has used.
-    async fn lookup_aged<T: Cacheable>(&self, key: &str) -> Result<(Lookup<T>, f64)> {
+    ///
+    async fn lookup_aged<T: Cacheable>(
+        &self,
+        key: &str,
+        tags: &[String],
+    ) -> Result<(Lookup<T>, f64)> {
         let inner = &*self.inner;
         match &inner.store {
             Store::Memory(memory) => Ok((memory.get::<T>(key), memory.life_used(key))),
-            Store::Remote(remote) => {
-                let bytes = self.fetch(remote, key).await?;
-                let used = bytes
-                    .as_deref()
-                    .map_or(0.0, |b| envelope::life_used(b, envelope::now_millis()));
-                Ok((self.decode(bytes.as_deref()), used))
-            }
+            Store::Remote(remote) => self.remote_lookup(remote, key, tags, true).await,
         }
     }
 
@@ -798,8 +1189,9 @@ impl Cache {
         value: &T,
         ttl: Option<Duration>,
         stale: Duration,
+        tags: Vec<TagVersion>,
     ) {
-        if let Err(err) = self.store(key, value, ttl, stale).await {
+        if let Err(err) = self.store(key, value, ttl, stale, tags).await {
             self.absorb("cache unavailable, the loaded value is not stored", &err);
         }
     }
@@ -816,20 +1208,152 @@ impl Cache {
 
     /// Reads `key` without counting it.
     async fn lookup<T: Cacheable>(&self, key: &str) -> Result<Lookup<T>> {
+        self.lookup_tagged(key, &[]).await
+    }
+
+    /// Reads `key` without counting it; `tags`, the tags the caller expects it to have, are
+    /// read in the same round trip.
+    async fn lookup_tagged<T: Cacheable>(&self, key: &str, tags: &[String]) -> Result<Lookup<T>> {
         let inner = &*self.inner;
         match &inner.store {
             Store::Memory(memory) => Ok(memory.get::<T>(key)),
-            Store::Remote(remote) => {
-                let bytes = self.fetch(remote, key).await?;
-                Ok(self.decode(bytes.as_deref()))
-            }
+            Store::Remote(remote) => Ok(self.remote_lookup(remote, key, tags, false).await?.0),
         }
     }
 
-    /// The bytes stored under `key` on the remote backend, under the failure policy.
-    async fn fetch(&self, remote: &Remote, key: &str) -> Result<Option<Vec<u8>>> {
-        let full = self.inner.full_key(key);
-        self.call(remote, Op::Get, remote.backend.get(&full)).await
+    /// A read on the remote store: the local tier first, if any, then the backend (filling
+    /// the local tier with a hit). With how much of its fresh time the value has used, when
+    /// `aged` asks for it.
+    async fn remote_lookup<T: Cacheable>(
+        &self,
+        remote: &Remote,
+        key: &str,
+        tags: &[String],
+        aged: bool,
+    ) -> Result<(Lookup<T>, f64)> {
+        let local = remote.local.as_ref().filter(|local| local.is_active());
+        if let Some(local) = local
+            && let Lookup::Hit(value) = local.store.get::<T>(key)
+        {
+            // The copy keeps the original's age: refresh-ahead sees it aging.
+            let used = if aged {
+                local.store.life_used(key)
+            } else {
+                0.0
+            };
+            return Ok((Lookup::Hit(value), used));
+        }
+        let epoch = local.map(LocalTier::epoch);
+        let bytes = self.fetch(remote, key, tags).await?;
+        let Some(bytes) = bytes else {
+            return Ok((Lookup::Miss, 0.0));
+        };
+        let found = self.decode(Some(&bytes));
+        if let (Some(local), Some(epoch), Lookup::Hit(value)) = (local, epoch, &found) {
+            self.fill_local(local, key, value, &bytes, epoch);
+        }
+        Ok((found, envelope::life_used(&bytes, envelope::now_millis())))
+    }
+
+    /// Copies a value read from the backend into the local tier, for at most the local TTL
+    /// and never past its own freshness.
+    fn fill_local<T: Cacheable>(
+        &self,
+        local: &LocalTier,
+        key: &str,
+        value: &T,
+        bytes: &[u8],
+        epoch: u64,
+    ) {
+        let now = envelope::now_millis();
+        let keep = envelope::fresh_left(bytes, now).map_or(local.ttl, |left| left.min(local.ttl));
+        if keep.is_zero() {
+            return;
+        }
+        let (age, fresh_for) = envelope::age(bytes, now);
+        let tags = envelope::tags(bytes)
+            .into_iter()
+            .map(|(tag, version)| (tag.to_owned(), version.to_vec()))
+            .collect();
+        let entry = Entry::copy(value.clone(), keep, fresh_for, age);
+        local.fill(key, entry, tags, epoch);
+    }
+
+    /// The bytes stored under `key` on the backend, under the failure policy; `None` also when
+    /// one of the value's tags was invalidated since it was written. The versions of `known`
+    /// tags are read in the same round trip as the value, any others in one more.
+    async fn fetch(&self, remote: &Remote, key: &str, known: &[String]) -> Result<Option<Vec<u8>>> {
+        let inner = &*self.inner;
+        let full = inner.full_key(key);
+        if known.is_empty() {
+            let bytes = self
+                .call(remote, Op::Get, remote.backend.get(&full))
+                .await?;
+            if bytes
+                .as_deref()
+                .is_none_or(|b| envelope::tags(b).is_empty())
+            {
+                return Ok(bytes);
+            }
+            let found = [bytes];
+            let current = self.current_tags(remote, &found, Vec::new()).await?;
+            let [bytes] = found;
+            return Ok(bytes.filter(|_| current.first().copied().unwrap_or(false)));
+        }
+        let mut keys = Vec::with_capacity(1 + known.len());
+        keys.push(full);
+        keys.extend(known.iter().map(|tag| inner.tag_key(tag)));
+        let mut found = self
+            .call(remote, Op::Get, remote.backend.get_many(&keys))
+            .await?
+            .into_iter();
+        let bytes = found.next().flatten();
+        let versions: Vec<(String, Option<Vec<u8>>)> = known.iter().cloned().zip(found).collect();
+        let found = [bytes];
+        let current = self.current_tags(remote, &found, versions).await?;
+        let [bytes] = found;
+        Ok(bytes.filter(|_| current.first().copied().unwrap_or(false)))
+    }
+
+    /// For each value, whether every tag it records still has the version it recorded (true for
+    /// untagged values and misses). `known`: tag versions already read; the others are read
+    /// in one round trip.
+    async fn current_tags(
+        &self,
+        remote: &Remote,
+        found: &[Option<Vec<u8>>],
+        mut known: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<Vec<bool>> {
+        let recorded: Vec<Vec<(&str, &[u8])>> = found
+            .iter()
+            .map(|bytes| bytes.as_deref().map(envelope::tags).unwrap_or_default())
+            .collect();
+        let mut missing: Vec<&str> = recorded
+            .iter()
+            .flatten()
+            .map(|(tag, _)| *tag)
+            .filter(|tag| !known.iter().any(|(k, _)| k == tag))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let inner = &*self.inner;
+            let keys: Vec<String> = missing.iter().map(|tag| inner.tag_key(tag)).collect();
+            let versions = self
+                .call(remote, Op::Get, remote.backend.get_many(&keys))
+                .await?;
+            known.extend(missing.iter().map(|tag| (*tag).to_owned()).zip(versions));
+        }
+        Ok(recorded
+            .iter()
+            .map(|tags| {
+                tags.iter().all(|(tag, version)| {
+                    known
+                        .iter()
+                        .any(|(k, v)| k == tag && v.as_deref() == Some(*version))
+                })
+            })
+            .collect())
     }
 
     fn decode<T: Cacheable>(&self, bytes: Option<&[u8]>) -> Lookup<T> {
@@ -925,6 +1449,17 @@ impl Inner {
         ttl.mul_f64(factor).max(Duration::from_millis(1))
     }
 
+    /// The key holding `tag`'s version: `#` keeps it out of every key and pattern of the
+    /// namespace (namespaces cannot contain `#`, keys live under `{namespace}:`).
+    fn tag_key(&self, tag: &str) -> String {
+        format!("{}#tag:{tag}", self.namespace)
+    }
+
+    /// The key of the cross-replica lease on loading `key`.
+    fn lock_key(&self, key: &str) -> String {
+        format!("{}#lock:{key}", self.namespace)
+    }
+
     fn full_key(&self, key: &str) -> String {
         let mut full = String::with_capacity(self.prefix.len() + key.len());
         full.push_str(&self.prefix);
@@ -950,4 +1485,39 @@ impl Inner {
         };
         Entry::new(value.clone(), keep, fresh, weight)
     }
+}
+
+/// Checks tags given by a caller and drops repeats.
+fn tag_list(tags: &[impl AsRef<str>]) -> Result<Vec<String>> {
+    if tags.len() > usize::from(u8::MAX) {
+        return Err(Error::invalid_input(format!(
+            "{} tags on one value; at most 255",
+            tags.len()
+        )));
+    }
+    let mut list: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let tag = tag.as_ref();
+        check_tag(tag)?;
+        if !list.iter().any(|t| t == tag) {
+            list.push(tag.to_owned());
+        }
+    }
+    Ok(list)
+}
+
+fn check_tag(tag: &str) -> Result<()> {
+    if tag.is_empty() {
+        return Err(Error::invalid_input(
+            "a tag is empty; tags name what values depend on, such as \"user:42\"",
+        ));
+    }
+    if tag.len() > envelope::MAX_TAG_LEN {
+        return Err(Error::invalid_input(format!(
+            "a tag of {} bytes; at most {}",
+            tag.len(),
+            envelope::MAX_TAG_LEN
+        )));
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! How a read-through ages what it stores: [`Expiry`], a TTL plus an optional stale window in
 //! which the old value is served when the loader fails or is slow, and an optional point from
-//! which hits start a background refresh.
+//! which hits start a background refresh; and what else the stored value depends on: its tags,
+//! and whether one replica at a time may load it.
 
 use std::time::Duration;
 
@@ -36,13 +37,23 @@ use crate::ttl::Ttl;
 /// and a read-through runs the loader (once per key, as always): its value replaces the old
 /// one; if it fails, or runs past the soft timeout, the stale value is returned instead (and
 /// counted in `cache_stale_served_total`), until the stale window closes too.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+///
+/// Two options concern replicas rather than time: [`tags`](Expiry::tags) end the value early
+/// when one of its tags is invalidated, and [`lock`](Expiry::lock) makes one replica load it
+/// while the others wait for its value.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Expiry {
     pub(crate) ttl: Ttl,
     pub(crate) stale: Duration,
     pub(crate) soft_timeout: Option<Duration>,
     pub(crate) refresh_ahead: Option<f64>,
+    pub(crate) tags: Vec<String>,
+    pub(crate) lock: Option<Duration>,
 }
+
+/// How long a locked read-through waits for another replica's load, and how long a lease
+/// lasts, unless set with [`Expiry::lock_timeout`].
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Expiry {
     /// Fresh for `ttl`, no stale window.
@@ -52,6 +63,8 @@ impl Expiry {
             stale: Duration::ZERO,
             soft_timeout: None,
             refresh_ahead: None,
+            tags: Vec::new(),
+            lock: None,
         }
     }
 
@@ -78,6 +91,54 @@ impl Expiry {
     #[must_use]
     pub fn refresh_ahead(mut self, fraction: f64) -> Self {
         self.refresh_ahead = (fraction > 0.0 && fraction < 1.0).then_some(fraction);
+        self
+    }
+
+    /// Stores the value under these tags: [`Cache::invalidate_tag`](crate::Cache::invalidate_tag)
+    /// of any of them turns it into a miss, on every replica. The tags' versions are read before
+    /// the loader runs, so a tag invalidated while it runs also voids what it returns.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_core::{Cache, Expiry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> cache_core::Result<()> {
+    /// let cache = Cache::memory();
+    /// let expiry = Expiry::new(Duration::from_secs(600)).tags(["user:42"]);
+    /// let day = cache.get_or_insert_with("daily:42:2026-11-26", expiry, || async { 2100_u32 }).await;
+    /// cache.invalidate_tag("user:42").await?;
+    /// assert_eq!(cache.get::<u32>("daily:42:2026-11-26").await?, None);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn tags<I>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// One loader per key across replicas: on a miss, the replica that takes a lease on Redis
+    /// (`SET NX PX` with a random token) runs the loader; the others poll for its value (from
+    /// 2 ms, doubling to 50 ms), and run the loader themselves only after
+    /// [`DEFAULT_LOCK_TIMEOUT`] (or [`lock_timeout`](Expiry::lock_timeout)). The lease
+    /// expires after the same time, so a crashed owner holds no one up for longer, and only its
+    /// owner's token releases it. Within one process, concurrent misses already share one load;
+    /// on the memory backend this changes nothing.
+    #[must_use]
+    pub fn lock(mut self) -> Self {
+        self.lock = Some(self.lock.unwrap_or(DEFAULT_LOCK_TIMEOUT));
+        self
+    }
+
+    /// [`lock`](Expiry::lock), waiting at most `timeout` for another replica's load (and
+    /// leasing for as long): set it above the loader's usual time.
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock = Some(timeout.max(Duration::from_millis(1)));
         self
     }
 

@@ -76,6 +76,7 @@ mod macro_support;
 mod memory;
 pub mod metrics;
 mod pattern;
+mod tier;
 mod ttl;
 mod url;
 
@@ -83,7 +84,7 @@ pub use crate::backend::Backend;
 pub use crate::builder::CacheBuilder;
 pub use crate::cache::{Cache, Cacheable};
 pub use crate::error::{Error, ErrorKind, Result};
-pub use crate::expiry::Expiry;
+pub use crate::expiry::{DEFAULT_LOCK_TIMEOUT, Expiry};
 pub use crate::flight::{Flight, Follower, Leader, SingleFlight};
 pub use crate::global::{global, install_global};
 pub use crate::key::{Key, KeyPart, PartWriter};

@@ -75,7 +75,9 @@ static NO_TTL_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// The read-through every cached function becomes.
 ///
-/// `stale` is the macro's `stale` in seconds (see [`Expiry::stale`](crate::Expiry::stale)).
+/// `stale` is the macro's `stale` in seconds (see [`Expiry::stale`](crate::Expiry::stale)),
+/// `tags` its `tags` with the arguments filled in ([`Expiry::tags`](crate::Expiry::tags)),
+/// `lock` its `lock` ([`Expiry::lock`](crate::Expiry::lock)).
 /// `expire` is the macro's `expire` in seconds; without it the cache's default TTL applies, and
 /// a cache without one does not store the value (said once at warn): a cached function must
 /// say how long its values stay fresh.
@@ -84,6 +86,8 @@ pub async fn read_through<T, E, F, Fut>(
     key: Key,
     expire: Option<u64>,
     stale: Option<u64>,
+    tags: Vec<String>,
+    lock: bool,
     loader: F,
 ) -> Result<T, E>
 where
@@ -105,7 +109,12 @@ where
             return loader().await;
         }
     };
-    let expiry = crate::Expiry::new(ttl).stale(Duration::from_secs(stale.unwrap_or(0)));
+    let mut expiry = crate::Expiry::new(ttl)
+        .stale(Duration::from_secs(stale.unwrap_or(0)))
+        .tags(tags);
+    if lock {
+        expiry = expiry.lock();
+    }
     cache.get_or_try_insert_with(key, expiry, loader).await
 }
 

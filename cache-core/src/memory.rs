@@ -3,6 +3,11 @@
 //! Values are kept decoded, as `Arc<dyn Any + Send + Sync>`, so a hit is a map lookup, a type
 //! check and a clone of the value: no decode. A value of another type under the same key is a
 //! miss (counted as stale), never a panic.
+//!
+//! Tags: each tag has a version here, and each tagged entry the versions its tags had when it
+//! was written; an entry whose tag moved on (or was forgotten) is a miss. As the memory backend,
+//! the store owns those versions; as the local tier in front of Redis, it mirrors the versions
+//! read from Redis and forgets one when another replica announces that tag's invalidation.
 
 use std::any::Any;
 use std::fmt;
@@ -11,7 +16,13 @@ use std::time::{Duration, Instant};
 
 use moka::Expiry;
 
+use crate::envelope::TagVersion;
 use crate::pattern;
+
+/// A new tag version: 64 random bits, as 16 hex digits (readable in `redis-cli`).
+pub(crate) fn new_version() -> Vec<u8> {
+    format!("{:016x}", fastrand::u64(..)).into_bytes()
+}
 
 /// How the in-process tier is bounded; set with
 /// [`CacheBuilder::memory_capacity`](crate::CacheBuilder::memory_capacity).
@@ -53,6 +64,8 @@ pub(crate) struct Entry {
     /// otherwise the entry's own expiry ends it when it stops being fresh.
     outlives_freshness: bool,
     weight: u32,
+    /// The entry's tags with the versions they had when it was written.
+    tags: Option<Arc<[TagVersion]>>,
 }
 
 impl Entry {
@@ -70,7 +83,32 @@ impl Entry {
             fresh_for,
             outlives_freshness: fresh_for != ttl,
             weight,
+            tags: None,
         }
+    }
+
+    /// A copy of a value written `age` ago, fresh for `fresh_for` from then (a local-tier
+    /// copy of a remote value: its age and freshness are the original's), kept `keep` from now.
+    pub(crate) fn copy<T: Any + Send + Sync>(
+        value: T,
+        keep: Duration,
+        fresh_for: Option<Duration>,
+        age: Duration,
+    ) -> Self {
+        let now = Instant::now();
+        let mut entry = Self::new(value, Some(keep), fresh_for, 1);
+        entry.written = now.checked_sub(age).unwrap_or(now);
+        // It ends before it stops being fresh: no read needs the clock.
+        entry.outlives_freshness = false;
+        entry
+    }
+
+    /// The entry, usable only while each tag keeps the version given.
+    pub(crate) fn tagged(mut self, tags: Vec<TagVersion>) -> Self {
+        if !tags.is_empty() {
+            self.tags = Some(tags.into());
+        }
+        self
     }
 }
 
@@ -119,6 +157,9 @@ pub(crate) enum Lookup<T> {
 pub(crate) struct MemoryStore {
     entries: moka::sync::Cache<String, Entry>,
     by_bytes: bool,
+    /// The current version of each tag. Bounded: a tag evicted here makes its entries misses,
+    /// which is safe, where keeping every tag ever seen would grow without end.
+    tags: moka::sync::Cache<String, Arc<[u8]>>,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -142,7 +183,15 @@ impl MemoryStore {
                 true,
             ),
         };
-        Self { entries, by_bytes }
+        let tag_capacity = match capacity {
+            MemoryCapacity::Entries(n) => n.max(1_000),
+            MemoryCapacity::Bytes(_) => 100_000,
+        };
+        Self {
+            entries,
+            by_bytes,
+            tags: moka::sync::Cache::new(tag_capacity),
+        }
     }
 
     /// Whether entries need a weight (only when bounded by bytes: weighing costs an encode).
@@ -153,6 +202,7 @@ impl MemoryStore {
     pub(crate) fn get<T: Any + Clone>(&self, key: &str) -> Lookup<T> {
         match self.entries.get(key) {
             None => Lookup::Miss,
+            Some(entry) if !self.tags_current(entry.tags.as_deref()) => Lookup::Miss,
             Some(entry) => match entry.value.downcast_ref::<T>() {
                 Some(value) if entry.is_expired() => Lookup::Expired(value.clone()),
                 Some(value) => Lookup::Hit(value.clone()),
@@ -179,6 +229,50 @@ impl MemoryStore {
 
     pub(crate) fn remove(&self, key: &str) -> bool {
         self.entries.remove(key).is_some()
+    }
+
+    /// True when every tag still has the version recorded with an entry.
+    fn tags_current(&self, tags: Option<&[TagVersion]>) -> bool {
+        tags.is_none_or(|tags| {
+            tags.iter().all(|(tag, version)| {
+                self.tags
+                    .get(tag)
+                    .is_some_and(|current| *current == **version)
+            })
+        })
+    }
+
+    /// The current version of each tag, made up for tags without one (as the memory backend).
+    pub(crate) fn tag_versions(&self, tags: &[String]) -> Vec<TagVersion> {
+        tags.iter()
+            .map(|tag| {
+                let version = self.tags.get_with_by_ref(tag, || new_version().into());
+                (tag.clone(), version.to_vec())
+            })
+            .collect()
+    }
+
+    /// Gives `tag` a new version: every entry written under the old one becomes a miss.
+    pub(crate) fn bump_tag(&self, tag: &str) {
+        self.tags.insert(tag.to_owned(), new_version().into());
+    }
+
+    /// Records the versions a remote read found (as the local tier).
+    pub(crate) fn learn_tags(&self, tags: &[TagVersion]) {
+        for (tag, version) in tags {
+            self.tags.insert(tag.clone(), version.as_slice().into());
+        }
+    }
+
+    /// Forgets `tag`'s version: its entries are misses until a remote read learns it again.
+    pub(crate) fn forget_tag(&self, tag: &str) {
+        self.tags.invalidate(tag);
+    }
+
+    /// Drops every entry and tag version.
+    pub(crate) fn clear(&self) {
+        self.entries.invalidate_all();
+        self.tags.invalidate_all();
     }
 
     /// Removes every key matching the (validated) glob; the number removed.

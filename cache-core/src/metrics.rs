@@ -15,6 +15,8 @@
 //! | `cache_breaker_open` | gauge | | 1 while the circuit breaker is open, else 0 |
 //! | `cache_loader_runs_total` | counter | | loader calls made by read-throughs (misses that reached the database) |
 //! | `cache_operation_seconds` | histogram | `op` | latency of remote backend operations |
+//! | `cache_invalidations_received_total` | counter | `event` | invalidations from other replicas applied to the local tier (`key`, `pattern`, `tag`) |
+//! | `cache_lock_total` | counter | `outcome` | read-throughs with [`Expiry::lock`](crate::Expiry::lock): `acquired` (this replica loaded), `waited` (another replica's value arrived), `timed_out` (loaded after waiting the lock timeout), `unavailable` (loaded without the lease: Redis failed) |
 
 use ::metrics::{Counter, Gauge, Histogram, Label, counter, gauge, histogram};
 
@@ -38,6 +40,10 @@ pub const BREAKER_OPEN: &str = "cache_breaker_open";
 pub const LOADER_RUNS: &str = "cache_loader_runs_total";
 /// `cache_operation_seconds`
 pub const OPERATION_SECONDS: &str = "cache_operation_seconds";
+/// `cache_invalidations_received_total`
+pub const INVALIDATIONS_RECEIVED: &str = "cache_invalidations_received_total";
+/// `cache_lock_total`
+pub const LOCK: &str = "cache_lock_total";
 
 /// The backend operations, as the `op` label names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +55,17 @@ pub(crate) enum Op {
     Delete,
     DeletePattern,
     Ping,
+    /// Reading (and creating) tag versions for a tagged write.
+    TagVersions,
+    InvalidateTag,
+    /// Announcing an invalidation to the other replicas.
+    Publish,
+    /// Taking or releasing a cross-replica loader lease.
+    Lock,
 }
 
 impl Op {
-    const ALL: [Op; 7] = [
+    const ALL: [Op; 11] = [
         Op::Get,
         Op::GetMany,
         Op::Set,
@@ -60,6 +73,10 @@ impl Op {
         Op::Delete,
         Op::DeletePattern,
         Op::Ping,
+        Op::TagVersions,
+        Op::InvalidateTag,
+        Op::Publish,
+        Op::Lock,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -71,12 +88,16 @@ impl Op {
             Op::Delete => "delete",
             Op::DeletePattern => "delete_pattern",
             Op::Ping => "ping",
+            Op::TagVersions => "tag_versions",
+            Op::InvalidateTag => "invalidate_tag",
+            Op::Publish => "publish",
+            Op::Lock => "lock",
         }
     }
 }
 
 /// Handles registered once per cache.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Metrics {
     labels: Vec<Label>,
     pub(crate) hits: Counter,
@@ -88,7 +109,7 @@ pub(crate) struct Metrics {
     timeouts: [Counter; Op::ALL.len()],
 }
 
-const ERROR_KINDS: [ErrorKind; 8] = [
+const ERROR_KINDS: [ErrorKind; 9] = [
     ErrorKind::Config,
     ErrorKind::Connect,
     ErrorKind::Backend,
@@ -97,6 +118,7 @@ const ERROR_KINDS: [ErrorKind; 8] = [
     ErrorKind::CircuitOpen,
     ErrorKind::Codec,
     ErrorKind::InvalidInput,
+    ErrorKind::Unsupported,
 ];
 
 impl Metrics {
@@ -135,6 +157,16 @@ impl Metrics {
     /// A stale value served in place of a failed or slow load.
     pub(crate) fn stale_served(&self, reason: &'static str) {
         counter!(STALE_SERVED, with(&self.labels, "reason", reason)).increment(1);
+    }
+
+    /// An invalidation from another replica, applied to the local tier.
+    pub(crate) fn invalidation_received(&self, event: &'static str) {
+        counter!(INVALIDATIONS_RECEIVED, with(&self.labels, "event", event)).increment(1);
+    }
+
+    /// How a locked read-through got its value.
+    pub(crate) fn lock(&self, outcome: &'static str) {
+        counter!(LOCK, with(&self.labels, "outcome", outcome)).increment(1);
     }
 
     pub(crate) fn error(&self, op: Op, kind: ErrorKind) {

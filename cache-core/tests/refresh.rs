@@ -36,10 +36,10 @@ async fn an_aging_hit_answers_at_once_and_reloads_once_in_the_background(fx: &Fi
     let cache = fx.cache().await;
     let runs = Arc::new(AtomicU32::new(0));
     let expiry = Expiry::new(Duration::from_millis(1500)).refresh_ahead(0.2);
-    assert_eq!(read(&cache, expiry, &runs).await, 1);
+    assert_eq!(read(&cache, expiry.clone(), &runs).await, 1);
     // Past 20% of the TTL (300 ms), hits start a reload; until it lands they still get value 1.
     let reloaded = eventually(Duration::from_secs(10), || async {
-        let answers = futures_join(&cache, expiry, &runs).await;
+        let answers = futures_join(&cache, expiry.clone(), &runs).await;
         assert!(answers.iter().all(|v| *v == 1 || *v == 2), "{answers:?}");
         cache.get::<u32>("hot").await.unwrap() == Some(2)
     })
@@ -56,7 +56,7 @@ async fn an_aging_hit_answers_at_once_and_reloads_once_in_the_background(fx: &Fi
 async fn futures_join(cache: &Cache, expiry: Expiry, runs: &Arc<AtomicU32>) -> Vec<u32> {
     let reads: Vec<_> = (0..20)
         .map(|_| {
-            let (cache, runs) = (cache.clone(), Arc::clone(runs));
+            let (cache, runs, expiry) = (cache.clone(), Arc::clone(runs), expiry.clone());
             tokio::spawn(async move { read(&cache, expiry, &runs).await })
         })
         .collect();
@@ -72,7 +72,7 @@ async fn before_the_refresh_point_hits_never_reload(fx: &Fixture) {
     let runs = Arc::new(AtomicU32::new(0));
     let expiry = Expiry::new(Duration::from_secs(3600)).refresh_ahead(0.8);
     for _ in 0..50 {
-        assert_eq!(read(&cache, expiry, &runs).await, 1);
+        assert_eq!(read(&cache, expiry.clone(), &runs).await, 1);
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
@@ -83,7 +83,7 @@ async fn a_hot_key_read_through_its_ttl_never_misses(fx: &Fixture) {
     // A second of margin between the refresh point and expiry, for a loaded CI machine.
     let ttl = Duration::from_millis(1500);
     let expiry = Expiry::new(ttl).refresh_ahead(0.3);
-    read(&cache, expiry, &runs).await;
+    read(&cache, expiry.clone(), &runs).await;
     // Read for three TTLs: every reload happens in the background, so the key is always there.
     let until = tokio::time::Instant::now() + ttl * 3;
     let mut misses = 0;
@@ -91,7 +91,7 @@ async fn a_hot_key_read_through_its_ttl_never_misses(fx: &Fixture) {
         if cache.get::<u32>("hot").await.unwrap().is_none() {
             misses += 1;
         }
-        read(&cache, expiry, &runs).await;
+        read(&cache, expiry.clone(), &runs).await;
         tokio::time::sleep(Duration::from_millis(20)).await; // the request rate of a hot key
     }
     assert_eq!(misses, 0, "the hot key expired under load");

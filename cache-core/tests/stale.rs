@@ -38,11 +38,11 @@ async fn wait_until_not_fresh(cache: &Cache) {
 async fn a_failing_loader_gets_the_stale_value_inside_the_window(fx: &Fixture) {
     let cache = fx.cache().await;
     let expiry = Expiry::new(Duration::from_millis(200)).stale(Duration::from_secs(60));
-    assert_eq!(load(&cache, expiry, Ok(1)).await, Ok(1));
+    assert_eq!(load(&cache, expiry.clone(), Ok(1)).await, Ok(1));
     wait_until_not_fresh(&cache).await;
 
     assert_eq!(
-        load(&cache, expiry, Err("database down".into())).await,
+        load(&cache, expiry.clone(), Err("database down".into())).await,
         Ok(1),
         "stale, not the error"
     );
@@ -52,7 +52,7 @@ async fn a_failing_loader_gets_the_stale_value_inside_the_window(fx: &Fixture) {
         "a stale value is never a plain hit"
     );
     assert_eq!(
-        load(&cache, expiry, Ok(2)).await,
+        load(&cache, expiry.clone(), Ok(2)).await,
         Ok(2),
         "a working loader replaces it"
     );
@@ -62,15 +62,21 @@ async fn a_failing_loader_gets_the_stale_value_inside_the_window(fx: &Fixture) {
     let strict = match fx {
         Fixture::Memory => strict.build().await.unwrap(),
         Fixture::Redis(server) => strict.url(server.url()).build().await.unwrap(),
+        Fixture::Tiered(server) => strict
+            .url(server.url())
+            .local_tier(100, Duration::from_secs(60))
+            .build()
+            .await
+            .unwrap(),
     };
     let short = Expiry::new(Duration::from_millis(200));
     strict
-        .get_or_try_insert_with("kcal", short, || async { Ok::<u32, String>(1) })
+        .get_or_try_insert_with("kcal", short.clone(), || async { Ok::<u32, String>(1) })
         .await
         .unwrap();
     wait_until_not_fresh(&strict).await;
     assert_eq!(
-        load(&strict, short, Err("database down".into())).await,
+        load(&strict, short.clone(), Err("database down".into())).await,
         Err("database down".into())
     );
 }
@@ -78,9 +84,11 @@ async fn a_failing_loader_gets_the_stale_value_inside_the_window(fx: &Fixture) {
 async fn past_the_stale_window_the_loaders_error_is_returned(fx: &Fixture) {
     let cache = fx.cache().await;
     let expiry = Expiry::new(Duration::from_millis(100)).stale(Duration::from_millis(300));
-    load(&cache, expiry, Ok(1)).await.unwrap();
+    load(&cache, expiry.clone(), Ok(1)).await.unwrap();
     let failed = eventually(LIMIT, || async {
-        load(&cache, expiry, Err("down".into())).await.is_err()
+        load(&cache, expiry.clone(), Err("down".into()))
+            .await
+            .is_err()
     })
     .await;
     assert!(failed, "the stale value outlived its window");
@@ -91,9 +99,9 @@ async fn a_loader_past_the_soft_timeout_is_abandoned_for_the_stale_value(fx: &Fi
     let expiry = Expiry::new(Duration::from_millis(200))
         .stale(Duration::from_secs(60))
         .soft_timeout(Duration::from_millis(100));
-    load(&cache, expiry, Ok(1)).await.unwrap();
+    load(&cache, expiry.clone(), Ok(1)).await.unwrap();
     wait_until_not_fresh(&cache).await;
-    let hung = cache.get_or_try_insert_with("kcal", expiry, || {
+    let hung = cache.get_or_try_insert_with("kcal", expiry.clone(), || {
         std::future::pending::<Result<u32, String>>()
     });
     let answer = tokio::time::timeout(LIMIT, hung)
@@ -108,7 +116,7 @@ async fn without_a_stale_value_the_soft_timeout_does_not_apply(fx: &Fixture) {
         .stale(Duration::from_secs(60))
         .soft_timeout(Duration::from_millis(1));
     let slow = cache
-        .get_or_try_insert_with("kcal", expiry, || async {
+        .get_or_try_insert_with("kcal", expiry.clone(), || async {
             tokio::time::sleep(Duration::from_millis(50)).await; // the slow database, not a wait
             Ok::<u32, String>(7)
         })
@@ -123,12 +131,12 @@ async fn without_a_stale_value_the_soft_timeout_does_not_apply(fx: &Fixture) {
 async fn every_caller_waiting_on_a_failed_load_gets_the_stale_value(fx: &Fixture) {
     let cache = fx.cache().await;
     let expiry = Expiry::new(Duration::from_millis(200)).stale(Duration::from_secs(60));
-    load(&cache, expiry, Ok(1)).await.unwrap();
+    load(&cache, expiry.clone(), Ok(1)).await.unwrap();
     wait_until_not_fresh(&cache).await;
     let (release, gate) = tokio::sync::watch::channel(false);
     let callers: Vec<_> = (0..8)
         .map(|_| {
-            let (cache, mut gate) = (cache.clone(), gate.clone());
+            let (cache, mut gate, expiry) = (cache.clone(), gate.clone(), expiry.clone());
             tokio::spawn(async move {
                 cache
                     .get_or_try_insert_with("kcal", expiry, || async move {

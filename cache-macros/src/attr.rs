@@ -1,4 +1,5 @@
-//! Parsing the attribute's options: `expire`, `stale`, `key_prefix`, `key`, `skip(..)`, `cache`, `cache_none`.
+//! Parsing the attribute's options: `expire`, `stale`, `key_prefix`, `key`, `skip(..)`, `cache`,
+//! `cache_none`, `tags = [..]`, `lock`.
 //!
 //! Every problem is recorded and parsing goes on, so that the user sees all of them at once.
 
@@ -28,9 +29,11 @@ pub(crate) struct Options {
     pub(crate) skip: Vec<Ident>,
     pub(crate) cache: Option<Expr>,
     pub(crate) cache_none: Option<Span>,
+    pub(crate) tags: Vec<LitStr>,
+    pub(crate) lock: bool,
 }
 
-const KNOWN: &str = "expire, stale, key_prefix, key, skip(..), cache, cache_none";
+const KNOWN: &str = "expire, stale, key_prefix, key, skip(..), cache, cache_none, tags, lock";
 
 /// Reads the options; problems go to `errors`.
 pub(crate) fn parse(attr: TokenStream, errors: &mut Errors) -> Options {
@@ -80,6 +83,41 @@ pub(crate) fn parse(attr: TokenStream, errors: &mut Errors) -> Options {
                     }
                     Ok(())
                 })?;
+            }
+            "tags" => {
+                let value: Expr = meta.value()?.parse()?;
+                match value {
+                    Expr::Array(array) => {
+                        for element in array.elems {
+                            match element {
+                                Expr::Lit(ExprLit {
+                                    lit: Lit::Str(tag), ..
+                                }) if !tag.value().is_empty() => options.tags.push(tag),
+                                other => errors.push(syn::Error::new_spanned(
+                                    other,
+                                    "a tag is a non-empty string literal, such as \"user:{user_id}\"",
+                                )),
+                            }
+                        }
+                    }
+                    other => errors.push(syn::Error::new_spanned(
+                        other,
+                        "tags takes a list of string literals: tags = [\"user:{user_id}\"]",
+                    )),
+                }
+            }
+            "lock" => {
+                let value: Expr = meta.value()?.parse()?;
+                match value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Bool(flag),
+                        ..
+                    }) => options.lock = flag.value,
+                    other => errors.push(syn::Error::new_spanned(
+                        other,
+                        "lock takes `true` or `false`",
+                    )),
+                }
             }
             "cache_none" => {
                 if meta.input.peek(Token![=]) || meta.input.peek(syn::token::Paren) {

@@ -41,6 +41,8 @@ fn expand(plan: Plan) -> TokenStream {
         cache,
         expire,
         stale,
+        tags,
+        lock,
         output,
     } = plan;
     let syn::ItemFn {
@@ -131,7 +133,7 @@ fn expand(plan: Plan) -> TokenStream {
     // The whole call is spanned at the return type: a value that cannot be cached, or an error
     // that cannot be shared, is reported there rather than on the attribute.
     let read_through = quote_spanned! {ty.span()=>
-        let __result = ::cache_core::__private::read_through(#cache_ref, __cache_result_key, #expire, #stale, move || async move {
+        let __result = ::cache_core::__private::read_through(#cache_ref, __cache_result_key, #expire, #stale, __cache_result_tags, #lock, move || async move {
             let __ret: #ty = #block;
             #loader_tail
         })
@@ -143,6 +145,7 @@ fn expand(plan: Plan) -> TokenStream {
         #vis #sig {
             let mut __cache_result_key = #start;
             #(#steps)*
+            let __cache_result_tags: ::std::vec::Vec<::std::string::String> = ::std::vec![#(#tags),*];
             #cache_binding
             #read_through
             #finish

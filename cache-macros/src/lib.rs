@@ -55,6 +55,8 @@ use proc_macro::TokenStream;
 /// | `skip(db, state)` | arguments left out of the key |
 /// | `cache = state.cache` | the [`Cache`] to use: an expression over the arguments giving a `Cache`, `&Cache` or `Arc<Cache>`; the argument it names is left out of the key. Default: `cache_core::global()`, the cache given to `cache_core::install_global`, or else a memory cache |
 /// | `cache_none` | cache `None` too (for `Option` functions) |
+/// | `tags = ["user:{user_id}", "stats"]` | store the value under these tags, as [`Expiry::tags`]: `cache.invalidate_tag("user:42")` then voids it on every replica. `{..}` holes name arguments (or their fields, or `self`), shown with `Display`; `{{` and `}}` are literal braces |
+/// | `lock = true` | one loader per key across replicas, as [`Expiry::lock`]: on a miss, the replica holding a Redis lease runs the body while the others wait for its value |
 ///
 /// # Keys
 ///
@@ -106,6 +108,8 @@ use proc_macro::TokenStream;
 /// [`Cache`]: https://docs.rs/cache-core/latest/cache_core/struct.Cache.html
 /// [`Key`]: https://docs.rs/cache-core/latest/cache_core/struct.Key.html
 /// [`Expiry::stale`]: https://docs.rs/cache-core/latest/cache_core/struct.Expiry.html#method.stale
+/// [`Expiry::tags`]: https://docs.rs/cache-core/latest/cache_core/struct.Expiry.html#method.tags
+/// [`Expiry::lock`]: https://docs.rs/cache-core/latest/cache_core/struct.Expiry.html#method.lock
 #[proc_macro_attribute]
 pub fn cache_result(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::cache_result(attr.into(), item.into()).into()

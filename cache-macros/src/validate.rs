@@ -17,6 +17,9 @@ pub(crate) struct Plan {
     pub(crate) cache: Option<CacheSource>,
     pub(crate) expire: Option<Expire>,
     pub(crate) stale: Option<Expire>,
+    /// One `format!` per tag.
+    pub(crate) tags: Vec<TokenStream>,
+    pub(crate) lock: bool,
     pub(crate) output: Output,
 }
 
@@ -136,6 +139,11 @@ pub(crate) fn plan(options: Options, item: ItemFn, errors: &mut Errors) -> Optio
             Expire::Const(expr) => errors.push(syn::Error::new_spanned(expr, message)),
         }
     }
+    let tags = options
+        .tags
+        .iter()
+        .map(|tag| tag_format(tag, &bindings, has_receiver, errors))
+        .collect();
     let cache = options.cache.map(|expr| {
         let borrowed = cache_root
             .as_ref()
@@ -149,6 +157,8 @@ pub(crate) fn plan(options: Options, item: ItemFn, errors: &mut Errors) -> Optio
         cache,
         expire: options.expire,
         stale: options.stale,
+        tags,
+        lock: options.lock,
         output,
     })
 }
@@ -276,6 +286,48 @@ fn template_steps(
         ));
     }
     steps
+}
+
+/// `tags = ["user:{user_id}"]`: a `format!` of the tag, each hole an argument shown with
+/// `Display` (skipped arguments too: a tag is not a key).
+fn tag_format(
+    template: &LitStr,
+    bindings: &[Binding],
+    has_receiver: bool,
+    errors: &mut Errors,
+) -> TokenStream {
+    let text = template.value();
+    let mut format = String::new();
+    let mut args = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                format.push_str("{{");
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                format.push_str("}}");
+            }
+            '{' => {
+                let hole: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                if let Some(expr) =
+                    hole_expr(template, hole.trim(), bindings, &[], has_receiver, errors)
+                {
+                    format.push_str("{}");
+                    args.push(expr);
+                }
+            }
+            '}' => errors.push(syn::Error::new_spanned(
+                template,
+                "tag has a `}` with no `{`; write `}}` for a literal brace",
+            )),
+            c => format.push(c),
+        }
+    }
+    let span = template.span();
+    quote_spanned!(span=> ::std::format!(#format #(, #args)*))
 }
 
 /// A hole: `name`, `name.field..`, `self` or `self.field..`.

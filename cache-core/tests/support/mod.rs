@@ -239,6 +239,8 @@ pub fn listening(port: u16) -> bool {
 pub enum Fixture {
     Memory,
     Redis(RedisServer),
+    /// Redis with a local tier in front (one replica's view).
+    Tiered(RedisServer),
 }
 
 impl Fixture {
@@ -250,11 +252,26 @@ impl Fixture {
         Self::Redis(RedisServer::start())
     }
 
+    pub fn tiered() -> Self {
+        Self::Tiered(RedisServer::start())
+    }
+
+    /// The Redis server behind a remote fixture.
+    pub fn server(&self) -> Option<&RedisServer> {
+        match self {
+            Self::Memory => None,
+            Self::Redis(server) | Self::Tiered(server) => Some(server),
+        }
+    }
+
     /// A builder pointed at this fixture's backend.
     pub fn builder(&self) -> CacheBuilder {
         match self {
             Self::Memory => Cache::builder(),
             Self::Redis(server) => Cache::builder().url(server.url()),
+            Self::Tiered(server) => Cache::builder()
+                .url(server.url())
+                .local_tier(10_000, Duration::from_secs(60)),
         }
     }
 
@@ -264,7 +281,7 @@ impl Fixture {
     }
 
     pub fn is_redis(&self) -> bool {
-        matches!(self, Self::Redis(_))
+        matches!(self, Self::Redis(_) | Self::Tiered(_))
     }
 }
 
@@ -286,8 +303,9 @@ where
     }
 }
 
-/// Runs each named `async fn(&Fixture)` body as two tests, `memory::NAME` and `redis::NAME`,
-/// each on its own backend (a fresh redis-server for every Redis test). The `actix:` form runs
+/// Runs each named `async fn(&Fixture)` body as tests `memory::NAME`, `redis::NAME` and
+/// `tiered::NAME` (Redis behind a local tier), each on its own backend (a fresh redis-server
+/// for every Redis test). The `actix:` form runs
 /// them on actix-web's runtime instead of a multi-threaded tokio one.
 macro_rules! on_every_backend {
     (actix: $($name:ident),* $(,)?) => {
@@ -310,6 +328,14 @@ macro_rules! on_every_backend {
                 #[$attr]
                 async fn $name() {
                     super::$name(&$crate::support::Fixture::redis()).await;
+                }
+            )*
+        }
+        mod tiered {
+            $(
+                #[$attr]
+                async fn $name() {
+                    super::$name(&$crate::support::Fixture::tiered()).await;
                 }
             )*
         }
