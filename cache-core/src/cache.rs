@@ -419,7 +419,7 @@ impl Cache {
                 )
                 .await?;
                 if let Some(local) = &remote.local {
-                    local.store.forget_tag(tag);
+                    local.forget_tag(tag);
                     self.announce(remote, local, &[Event::Tag(tag)]).await?;
                 }
                 Ok(())
@@ -493,9 +493,16 @@ impl Cache {
                 self.call(remote, Op::Set, remote.backend.set(&full, &bytes, keep))
                     .await?;
                 if let (Some(local), Some(epoch)) = (&remote.local, epoch) {
-                    let local_ttl = fresh.map_or(local.ttl, |fresh| fresh.min(local.ttl));
-                    let entry = Entry::copy(value.clone(), local_ttl, fresh, Duration::ZERO);
-                    local.fill(key, entry, tags, epoch);
+                    if tags.is_empty() {
+                        let local_ttl = fresh.map_or(local.ttl, |fresh| fresh.min(local.ttl));
+                        let entry = Entry::copy(value.clone(), local_ttl, fresh, Duration::ZERO);
+                        local.fill(key, entry, Vec::new(), epoch);
+                    } else {
+                        // Its tag versions were read before the value was computed, and may
+                        // be older than what this replica knows: the next read fills from
+                        // Redis, with the versions checked there.
+                        local.forget(key);
+                    }
                     self.announce(remote, local, &[Event::Key(key)]).await?;
                 }
                 Ok(())
@@ -535,7 +542,7 @@ impl Cache {
                     .call(remote, Op::Delete, remote.backend.delete(&full))
                     .await?;
                 if let Some(local) = &remote.local {
-                    local.store.remove(key);
+                    local.forget(key);
                     self.announce(remote, local, &[Event::Key(key)]).await?;
                 }
                 Ok(removed)
@@ -589,7 +596,7 @@ impl Cache {
                     )
                     .await?;
                 if let Some(local) = &remote.local {
-                    local.store.remove_matching(glob);
+                    local.forget_matching(glob);
                     self.announce(remote, local, &[Event::Pattern(glob)])
                         .await?;
                 }
@@ -710,7 +717,7 @@ impl Cache {
                     let keys: Vec<Event<'_>> = entries
                         .iter()
                         .map(|(key, _)| {
-                            local.store.remove(key.as_ref());
+                            local.forget(key.as_ref());
                             Event::Key(key.as_ref())
                         })
                         .collect();

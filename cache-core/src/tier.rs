@@ -19,7 +19,8 @@
 //!   nothing is filled. On losing the subscription it clears the tier and subscribes again
 //!   (clearing once more on success, for the messages it missed).
 //! - A read from Redis that raced an invalidation must not put the old value back: each
-//!   received message bumps an epoch, and a fill made while the epoch moved is undone.
+//!   received message (and each change this replica makes) bumps an epoch, and a fill made
+//!   while the epoch moved is undone.
 //! - A message lost in transit (the subscriber's socket is alive but the message never came)
 //!   leaves a copy stale for at most the local TTL, which bounds every local entry.
 
@@ -169,6 +170,25 @@ impl LocalTier {
                 self.store.forget_tag(tag);
             }
         }
+    }
+
+    /// Drops the local copy of `key` after this replica changed it in Redis, undoing any fill
+    /// of an older value still in flight (as a message from another replica would).
+    pub(crate) fn forget(&self, key: &str) {
+        self.store.remove(key);
+        self.state.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// [`forget`](Self::forget) for every key matching a glob.
+    pub(crate) fn forget_matching(&self, glob: &str) {
+        self.store.remove_matching(glob);
+        self.state.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Forgets `tag`'s version after this replica invalidated it.
+    pub(crate) fn forget_tag(&self, tag: &str) {
+        self.store.forget_tag(tag);
+        self.state.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The message announcing `events` to the other replicas.

@@ -262,9 +262,15 @@ fn template_steps(
                 if !literal.is_empty() {
                     steps.push(KeyStep::Text(std::mem::take(&mut literal)));
                 }
-                if let Some(expr) =
-                    hole_expr(template, hole.trim(), bindings, skip, has_receiver, errors)
-                {
+                if let Some(expr) = hole_expr(
+                    "key",
+                    template,
+                    hole.trim(),
+                    bindings,
+                    skip,
+                    has_receiver,
+                    errors,
+                ) {
                     steps.push(KeyStep::Hole(expr));
                 }
             }
@@ -312,9 +318,15 @@ fn tag_format(
             }
             '{' => {
                 let hole: String = chars.by_ref().take_while(|&c| c != '}').collect();
-                if let Some(expr) =
-                    hole_expr(template, hole.trim(), bindings, &[], has_receiver, errors)
-                {
+                if let Some(expr) = hole_expr(
+                    "tag",
+                    template,
+                    hole.trim(),
+                    bindings,
+                    &[],
+                    has_receiver,
+                    errors,
+                ) {
                     format.push_str("{}");
                     args.push(expr);
                 }
@@ -332,6 +344,7 @@ fn tag_format(
 
 /// A hole: `name`, `name.field..`, `self` or `self.field..`.
 fn hole_expr(
+    what: &str,
     template: &LitStr,
     hole: &str,
     bindings: &[Binding],
@@ -352,7 +365,7 @@ fn hole_expr(
     {
         errors.push(syn::Error::new_spanned(
             template,
-            format!("key hole `{{{hole}}}` is not an argument name (or `name.field`)"),
+            format!("{what} hole `{{{hole}}}` is not an argument name (or `name.field`)"),
         ));
         return None;
     }
@@ -360,20 +373,20 @@ fn hole_expr(
         if !has_receiver {
             errors.push(syn::Error::new_spanned(
                 template,
-                "key names `self`, but this function takes no `self`",
+                format!("{what} names `self`, but this function takes no `self`"),
             ));
             return None;
         }
     } else if !bindings.iter().any(|b| b.ident == root) {
         errors.push(syn::Error::new_spanned(
             template,
-            format!("key names `{root}`, which is not an argument of this function"),
+            format!("{what} names `{root}`, which is not an argument of this function"),
         ));
         return None;
     } else if skip.iter().any(|s| s == root) {
         errors.push(syn::Error::new_spanned(
             template,
-            format!("key names `{root}`, which skip(..) leaves out of the key"),
+            format!("{what} names `{root}`, which skip(..) leaves out of the key"),
         ));
         return None;
     }

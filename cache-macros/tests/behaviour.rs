@@ -165,7 +165,27 @@ support::on_every_backend!(
     invalidate_one_user_after_a_write,
     concurrent_calls_run_the_body_once,
     stale_serves_the_last_ok_when_the_body_fails,
+    tags_name_arguments_and_invalidate_on_every_call,
+    lock_runs_the_body_once_across_replicas,
 );
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Range {
+    days: u32,
+}
+
+#[cache_result(expire = 600, key = "{user_id}:{range.days}", tags = ["user:{user_id}", "stats:{range.days}", "all"], cache = cache)]
+async fn tagged_stats(cache: &Cache, db: &Db, user_id: i64, range: Range) -> u32 {
+    db.query();
+    2000 + range.days
+}
+
+#[cache_result(expire = 600, lock = true, skip(db), cache = cache)]
+async fn locked_report(cache: &Cache, db: &Db, user_id: i64) -> u32 {
+    db.query();
+    tokio::time::sleep(Duration::from_millis(100)).await; // the query
+    u32::try_from(user_id).unwrap_or(0)
+}
 
 async fn hits_after_the_first_call(fx: &Fixture) {
     let (cache, db) = (fx.cache().await, Db::default());
@@ -385,4 +405,61 @@ async fn functions_without_cache_use_the_global_one() {
         .await
         .unwrap();
     assert_eq!(stored, Some(3));
+}
+
+async fn tags_name_arguments_and_invalidate_on_every_call(fx: &Fixture) {
+    let (cache, db) = (fx.cache().await, Db::default());
+    let week = || Range { days: 7 };
+    tagged_stats(&cache, &db, 42, week()).await;
+    tagged_stats(&cache, &db, 7, week()).await;
+    tagged_stats(&cache, &db, 42, Range { days: 30 }).await;
+    assert_eq!(db.queries(), 3);
+    tagged_stats(&cache, &db, 42, week()).await;
+    assert_eq!(db.queries(), 3, "hits");
+
+    cache.invalidate_tag("user:42").await.unwrap();
+    tagged_stats(&cache, &db, 42, week()).await;
+    tagged_stats(&cache, &db, 42, Range { days: 30 }).await;
+    tagged_stats(&cache, &db, 7, week()).await;
+    assert_eq!(
+        db.queries(),
+        5,
+        "user 42's two entries reloaded, user 7's kept"
+    );
+
+    cache.invalidate_tag("stats:30").await.unwrap();
+    tagged_stats(&cache, &db, 42, Range { days: 30 }).await;
+    tagged_stats(&cache, &db, 42, week()).await;
+    assert_eq!(db.queries(), 6);
+
+    cache.invalidate_tag("all").await.unwrap();
+    tagged_stats(&cache, &db, 7, week()).await;
+    assert_eq!(db.queries(), 7);
+}
+
+async fn lock_runs_the_body_once_across_replicas(fx: &Fixture) {
+    let db = Db::default();
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        // A replica each: its own cache on the same backend (on memory, three independent
+        // caches do not share values, so one suffices there).
+        let cache = if fx.is_redis() {
+            fx.cache().await
+        } else {
+            Cache::memory()
+        };
+        for _ in 0..20 {
+            let (cache, db) = (cache.clone(), db.clone());
+            calls.push(tokio::spawn(
+                async move { locked_report(&cache, &db, 9).await },
+            ));
+        }
+        if !fx.is_redis() {
+            break;
+        }
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap(), 9);
+    }
+    assert_eq!(db.queries(), 1);
 }

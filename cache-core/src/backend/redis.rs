@@ -459,12 +459,21 @@ impl super::Backend for RedisBackend {
             return Ok(Vec::new());
         }
         let millis = ttl.map_or(0, px);
-        let mut pipe = redis::pipe();
-        for (key, candidate) in keys.iter().zip(candidates) {
-            pipe.invoke_script(scripts::get_or_create().key(key).arg(candidate).arg(millis));
-        }
-        let mut lease = self.connection();
-        let result = pipe.query_async(&mut lease.manager).await;
+        let lease = self.connection();
+        // Sent together on the multiplexed connection: one round trip. Not a `pipe()`: a
+        // script invocation there does not fall back to EVAL after a server restart.
+        let calls = keys.iter().zip(candidates).map(|(key, candidate)| {
+            let mut conn = lease.manager.clone();
+            async move {
+                scripts::get_or_create()
+                    .key(key)
+                    .arg(candidate)
+                    .arg(millis)
+                    .invoke_async::<Vec<u8>>(&mut conn)
+                    .await
+            }
+        });
+        let result = futures_util::future::try_join_all(calls).await;
         self.settle(&lease, result)
     }
 
