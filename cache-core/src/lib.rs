@@ -28,11 +28,16 @@
 //! # The parts
 //!
 //! - [`Cache`]: the handle. `get`, `set`, `delete`, `delete_pattern`, `get_many`, `set_many`,
-//!   `get_or_insert_with`, `get_or_try_insert_with`.
+//!   `get_or_insert_with`, `get_or_try_insert_with`, `get_or_refresh`; `set_with_tags` and
+//!   `invalidate_tag`.
+//! - [`Expiry`]: how a read-through's value lives: TTL, stale window, refresh ahead, tags, and
+//!   [`lock`](Expiry::lock) (one loader per key across replicas).
 //! - [`CacheBuilder`]: URL, namespace, [`codec`], timeouts, default [`Ttl`], [`MemoryCapacity`],
-//!   circuit breaker.
+//!   circuit breaker, and [`local_tier`](CacheBuilder::local_tier): an in-process tier in front
+//!   of Redis, kept coherent across replicas over Redis Pub/Sub.
 //! - [`Key`], [`key!`] and [`KeyPart`]: keys from untrusted parts, escaped.
-//! - [`Backend`]: the remote tier's trait (bytes in, bytes out), implemented for Redis.
+//! - [`Backend`]: the remote tier's trait (bytes in, bytes out), implemented for Redis and
+//!   Redis Cluster.
 //! - [`SingleFlight`]: one caller per key does the work, the others share its outcome.
 //! - [`metrics`]: the metric names.
 //! - [`cache_result`]: `#[cache_result(expire = 1800, key_prefix = "user_stats")]` on an async
