@@ -61,6 +61,10 @@ impl AppState {
             Some("none") => cache.backend(NoCache),
             Some(url) => cache.url(url),
         };
+        let cache = match config.cache_local_tier {
+            Some((capacity, ttl)) => cache.local_tier(capacity, ttl),
+            None => cache,
+        };
         let cache = cache.build().await?;
         let limiter = match config.cache_url.as_deref() {
             Some(url) if url != "none" => {

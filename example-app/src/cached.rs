@@ -1,12 +1,17 @@
 //! What the app caches, under which keys, and what each write invalidates: the one place to read
 //! to know why a user always reads their own writes.
 //!
-//! | key | holds | TTL | dropped by |
-//! |---|---|---|---|
-//! | `profile:{user}` | `GET /users/me` | 10 min | `PATCH /users/me` |
-//! | `daily:{user}:{date}` | `GET /meals/daily` for one local day | 1 h | a meal written or deleted on that day; `PATCH /users/me` |
-//! | `user_stats:{user}:{days}:{today}` | `GET /stats` (`#[cache_result]`) | 30 min | any meal write; `PATCH /users/me` |
-//! | `http:..` | `GET /foods` responses (the HTTP layer) | `max-age` | never written by users |
+//! | key | holds | TTL | tags | dropped by |
+//! |---|---|---|---|---|
+//! | `profile:{user}` | `GET /users/me` | 10 min | | `PATCH /users/me` (delete) |
+//! | `daily:{user}:{date}` | `GET /meals/daily` for one local day | 1 h | `user:{user}` | a meal written or deleted on that day (delete); `PATCH /users/me` (tag `user:{user}`) |
+//! | `user_stats:{user}:{days}:{today}` | `GET /stats` (`#[cache_result]`) | 30 min | `user:{user}`, `stats:{user}` | any meal write (tag `stats:{user}`); `PATCH /users/me` (tag `user:{user}`) |
+//! | `http:..` | `GET /foods` responses (the HTTP layer) | `max-age` | | never written by users |
+//!
+//! Tags make "everything about this user" one O(1) write (`invalidate_tag`), where a pattern
+//! delete would scan the whole key space on every meal write; see cache-core's
+//! `Cache::invalidate_tag`. With a local tier (`CACHE_LOCAL_CAPACITY`), each invalidation
+//! also reaches the other replicas over Redis Pub/Sub.
 //!
 //! A day read after 80% of its hour is reloaded in the background (`get_or_refresh` with
 //! `refresh_ahead(0.8)`), so a day in use never expires under its readers.
@@ -37,32 +42,28 @@ pub fn daily(user: i64, date: NaiveDate) -> Key {
 /// The prefix `#[cache_result]` puts before the stats' arguments.
 pub const STATS_PREFIX: &str = "user_stats";
 
+/// The tag of everything cached about one user's meals and profile (days and stats).
+#[must_use]
+pub fn user_tag(user: i64) -> String {
+    format!("user:{user}")
+}
+
+/// The tag of one user's stats.
+#[must_use]
+pub fn stats_tag(user: i64) -> String {
+    format!("stats:{user}")
+}
+
 /// After a meal on `date` was written or deleted: that day and every stat of the user.
 pub async fn forget_meal_day(cache: &Cache, user: i64, date: NaiveDate) {
     absorb(cache.delete(daily(user, date)).await.map(drop));
-    absorb(
-        cache
-            .delete_pattern(key!(STATS_PREFIX, user).prefix_pattern())
-            .await
-            .map(drop),
-    );
+    absorb(cache.invalidate_tag(stats_tag(user)).await);
 }
 
 /// After the profile changed: the profile, every day and every stat of the user.
 pub async fn forget_user(cache: &Cache, user: i64) {
     absorb(cache.delete(profile(user)).await.map(drop));
-    absorb(
-        cache
-            .delete_pattern(key!("daily", user).prefix_pattern())
-            .await
-            .map(drop),
-    );
-    absorb(
-        cache
-            .delete_pattern(key!(STATS_PREFIX, user).prefix_pattern())
-            .await
-            .map(drop),
-    );
+    absorb(cache.invalidate_tag(user_tag(user)).await);
 }
 
 /// A failed invalidation is logged, never returned: the write it follows has already succeeded.

@@ -43,6 +43,10 @@ pub struct Config {
     /// `CACHE_URL`: `redis://..` for a shared cache; unset, the in-process memory cache; `none`,
     /// no cache at all (every read goes to the database).
     pub cache_url: Option<String>,
+    /// `CACHE_LOCAL_CAPACITY` (entries) and `CACHE_LOCAL_TTL_SECONDS` (default 5): an in-process
+    /// tier in front of Redis, kept coherent across replicas over Redis Pub/Sub; off unless the
+    /// capacity is set. The TTL bounds how stale a copy can get if an invalidation is lost.
+    pub cache_local_tier: Option<(u64, Duration)>,
     /// `JWT_SECRET`: the HS256 key for access tokens.
     pub jwt_secret: String,
     /// `JWT_TTL_SECONDS`: how long an access token is valid; default one hour.
@@ -65,6 +69,7 @@ impl Default for Config {
             database_url: "sqlite://data/calories.db".to_owned(),
             database_max_connections: 25,
             cache_url: None,
+            cache_local_tier: None,
             jwt_secret: DEV_JWT_SECRET.to_owned(),
             jwt_ttl: Duration::from_secs(3600),
             photo_dir: PathBuf::from("data/photos"),
@@ -133,6 +138,7 @@ impl Config {
             )?
             .filter(|n| *n > 0)
             .unwrap_or(defaults.database_max_connections),
+            cache_local_tier: local_tier(&var)?,
             cache_url: var("CACHE_URL"),
             jwt_secret,
             jwt_ttl: parse(&var, "JWT_TTL_SECONDS", "seconds such as 3600")?
@@ -161,6 +167,26 @@ impl Config {
     }
 }
 
+/// `CACHE_LOCAL_CAPACITY` and `CACHE_LOCAL_TTL_SECONDS`, checked against `CACHE_URL`.
+fn local_tier(var: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<(u64, Duration)>> {
+    let Some(capacity) = parse::<u64>(var, "CACHE_LOCAL_CAPACITY", "a number of entries")? else {
+        return Ok(None);
+    };
+    if capacity == 0 {
+        return Ok(None);
+    }
+    let remote = var("CACHE_URL").is_some_and(|url| url.starts_with("redis"));
+    anyhow::ensure!(
+        remote,
+        "CACHE_LOCAL_CAPACITY is a tier in front of Redis: set CACHE_URL=redis://.. as well \
+         (the memory cache is already local)"
+    );
+    let ttl = parse::<u64>(var, "CACHE_LOCAL_TTL_SECONDS", "seconds such as 5")?
+        .filter(|s| *s > 0)
+        .unwrap_or(5);
+    Ok(Some((capacity, Duration::from_secs(ttl))))
+}
+
 fn parse<T: std::str::FromStr>(
     var: &impl Fn(&str) -> Option<String>,
     name: &str,
@@ -181,6 +207,29 @@ mod tests {
 
     fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
         Config::from_lookup(|n| vars.iter().find(|v| v.0 == n).map(|v| v.1.to_owned()))
+    }
+
+    #[test]
+    fn a_local_tier_needs_redis_and_has_a_default_ttl() {
+        let c = config(&[
+            ("CACHE_URL", "redis://r:6379/0"),
+            ("CACHE_LOCAL_CAPACITY", "5000"),
+        ])
+        .unwrap();
+        assert_eq!(c.cache_local_tier, Some((5000, Duration::from_secs(5))));
+        let c = config(&[
+            ("CACHE_URL", "redis://r:6379/0"),
+            ("CACHE_LOCAL_CAPACITY", "5000"),
+            ("CACHE_LOCAL_TTL_SECONDS", "2"),
+        ])
+        .unwrap();
+        assert_eq!(c.cache_local_tier, Some((5000, Duration::from_secs(2))));
+        assert_eq!(config(&[]).unwrap().cache_local_tier, None);
+        let err = config(&[("CACHE_LOCAL_CAPACITY", "5000")]).unwrap_err();
+        assert!(err.to_string().contains("set CACHE_URL=redis://"), "{err}");
+        let err =
+            config(&[("CACHE_URL", "redis://r"), ("CACHE_LOCAL_CAPACITY", "many")]).unwrap_err();
+        assert!(err.to_string().contains("CACHE_LOCAL_CAPACITY"), "{err}");
     }
 
     #[test]

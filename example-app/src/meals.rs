@@ -471,7 +471,8 @@ pub async fn daily(
     let expiry = Expiry::new(DAILY_TTL)
         .stale(DAILY_STALE)
         .soft_timeout(DAILY_SOFT_TIMEOUT)
-        .refresh_ahead(0.8);
+        .refresh_ahead(0.8)
+        .tags([cached::user_tag(user.id)]);
     let loader = {
         let state = state.clone();
         move || {

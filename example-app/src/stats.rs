@@ -80,9 +80,16 @@ pub async fn stats(
 }
 
 /// The statistics of `user_id` over `days` days up to `today`, cached half an hour under
-/// `user_stats:{user_id}:{days}:{today}`; [`crate::cached::forget_meal_day`] drops them. For an
+/// `user_stats:{user_id}:{days}:{today}`, tagged `user:{user_id}` and `stats:{user_id}`;
+/// [`crate::cached::forget_meal_day`] invalidates them. For an
 /// hour past that, they are still served when the database fails (`stale = 3600`).
-#[cache_result(expire = 1800, stale = 3600, key_prefix = "user_stats", cache = state.cache)]
+#[cache_result(
+    expire = 1800,
+    stale = 3600,
+    key_prefix = "user_stats",
+    tags = ["user:{user_id}", "stats:{user_id}"],
+    cache = state.cache
+)]
 pub async fn user_stats(
     state: &AppState,
     user_id: i64,

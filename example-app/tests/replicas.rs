@@ -76,3 +76,53 @@ async fn the_rate_limit_is_shared_by_the_replicas() {
         assert!(resp.header("retry-after").is_some());
     }
 }
+
+/// Three replicas, each with a local tier in front of the shared Redis
+/// (`CACHE_LOCAL_CAPACITY`): each serves hits from its own memory, and a write on any of them
+/// reaches the others as soon as its invalidation arrives (awaited here; the distribution is
+/// measured in `benches/RESULTS.md`), after which none of them serves the old answer again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_with_local_tiers_see_each_others_writes() {
+    let a = TestApp::start_with(Stack::MariaDbRedis, |c| {
+        c.cache_local_tier = Some((10_000, std::time::Duration::from_secs(3600)));
+    })
+    .await;
+    let (b, c) = (a.replica().await, a.replica().await);
+    assert!(b.state.cache.is_local_tier_active());
+    let (token, _) = a.register("local-tiers@example.com").await;
+    for app in [&b, &c] {
+        assert_eq!(
+            app.get("/meals/daily", Some(&token)).await.json()["totals"]["calories"],
+            0
+        );
+        assert_eq!(
+            app.get("/stats", Some(&token)).await.json()["logged_days"],
+            0
+        );
+    }
+
+    a.add_meal(&token, json!({"name": "Curry", "calories": 700}))
+        .await;
+    a.patch("/users/me", Some(&token), json!({"daily_goal": 2600}))
+        .await;
+    for app in [&b, &c] {
+        let arrived = support::eventually(std::time::Duration::from_secs(5), || async {
+            let day = app.get("/meals/daily", Some(&token)).await.json();
+            let stats = app.get("/stats", Some(&token)).await.json();
+            let me = app.get("/users/me", Some(&token)).await.json();
+            day["totals"]["calories"] == 700
+                && day["remaining"] == 2600 - 700
+                && stats["logged_days"] == 1
+                && me["daily_goal"] == 2600
+        })
+        .await;
+        assert!(
+            arrived,
+            "the writes on A never reached a replica's local tier"
+        );
+        for _ in 0..10 {
+            let day = app.get("/meals/daily", Some(&token)).await.json();
+            assert_eq!(day["totals"]["calories"], 700, "an old day came back");
+        }
+    }
+}
