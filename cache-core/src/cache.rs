@@ -124,9 +124,21 @@ impl Cache {
 
     /// A cache on the backend `url` names, with the default settings.
     ///
+    /// The URL forms:
+    ///
+    /// | URL | backend |
+    /// |---|---|
+    /// | `memory://` | in-process memory |
+    /// | `redis://[user:pass@]host:port/db` | one Redis server |
+    /// | `rediss://...` | one Redis server over TLS (feature `tls`) |
+    /// | `redis+cluster://[user:pass@]host:port[,host:port...]` | a Redis Cluster, by one or more of its nodes (database 0 only) |
+    /// | `rediss+cluster://...` | a Redis Cluster over TLS (feature `tls`) |
+    ///
     /// ```no_run
     /// # async fn run() -> cache_core::Result<()> {
     /// let cache = cache_core::Cache::connect("redis://127.0.0.1:6379/0").await?;
+    /// let cluster = cache_core::Cache::connect("redis+cluster://10.0.0.1:7000,10.0.0.2:7000").await?;
+    /// assert_eq!(cluster.backend_name(), "redis-cluster");
     /// # Ok(()) }
     /// ```
     ///
@@ -220,7 +232,8 @@ impl Cache {
         self.inner.default_ttl
     }
 
-    /// `"memory"` or `"redis"`.
+    /// `"memory"`, `"redis"`, `"redis-cluster"`, or a custom backend's
+    /// [`name`](crate::Backend::name).
     #[must_use]
     pub fn backend_name(&self) -> &'static str {
         match &self.inner.store {

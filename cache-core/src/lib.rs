@@ -32,7 +32,8 @@
 //! - [`CacheBuilder`]: URL, namespace, [`codec`], timeouts, default [`Ttl`], [`MemoryCapacity`],
 //!   circuit breaker.
 //! - [`Key`], [`key!`] and [`KeyPart`]: keys from untrusted parts, escaped.
-//! - [`Backend`]: the remote tier's trait (bytes in, bytes out), implemented for Redis.
+//! - [`Backend`]: the remote tier's trait (bytes in, bytes out), implemented for Redis and for
+//!   Redis Cluster (`redis+cluster://host:port,host:port`, see [`Cache::connect`]).
 //! - [`SingleFlight`]: one caller per key does the work, the others share its outcome.
 //! - [`metrics`]: the metric names.
 //! - [`cache_result`]: `#[cache_result(expire = 1800, key_prefix = "user_stats")]` on an async

@@ -58,11 +58,7 @@ async fn a_failing_loader_gets_the_stale_value_inside_the_window(fx: &Fixture) {
     );
     assert_eq!(cache.get::<u32>("kcal").await.unwrap(), Some(2));
     // Without a stale window, the same failure is the caller's.
-    let strict = Cache::builder().namespace("strict");
-    let strict = match fx {
-        Fixture::Memory => strict.build().await.unwrap(),
-        Fixture::Redis(server) => strict.url(server.url()).build().await.unwrap(),
-    };
+    let strict = fx.builder().namespace("strict").build().await.unwrap();
     let short = Expiry::new(Duration::from_millis(200));
     strict
         .get_or_try_insert_with("kcal", short, || async { Ok::<u32, String>(1) })

@@ -308,7 +308,7 @@ fn needs_new_manager(err: &redis::RedisError) -> bool {
 
 /// The error of a failed connection: refused credentials are a configuration problem, anything
 /// else a server that cannot be reached.
-fn connect_error(address: &str, e: redis::RedisError) -> Error {
+pub(crate) fn connect_error(address: &str, e: redis::RedisError) -> Error {
     let auth = e.kind() == redis::ErrorKind::AuthenticationFailed
         || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"));
     let err = if auth {

@@ -1,0 +1,354 @@
+//! A Redis Cluster of three masters on loopback: started, joined and given the slots by the
+//! tests, one master killed or restarted on demand, a fourth added, a slot moved.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::free_port;
+
+/// The slots of each of the three first masters.
+const SLOTS: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
+
+/// A Redis Cluster of three masters (no replicas) on 127.0.0.1, each node in its own temporary
+/// directory, all killed when dropped.
+///
+/// Each `redis-server` runs under a small `sh` that kills it when its stdin closes: when this
+/// value is dropped, and also when the test process dies without dropping it (a panic that
+/// aborts, a cluster kept in a `static`), so that no server outlives the tests.
+pub struct RedisCluster {
+    nodes: Vec<Node>,
+}
+
+struct Node {
+    port: u16,
+    bus_port: u16,
+    dir: tempfile::TempDir,
+    /// The `sh` watching the server; `None` while killed.
+    watcher: Option<Child>,
+}
+
+impl Node {
+    fn new() -> Self {
+        Self {
+            port: free_port(),
+            bus_port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir for redis-server"),
+            watcher: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) -> bool {
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+        let log = self.dir.path().join("redis.log");
+        let watcher = Command::new("sh")
+            .arg("-c")
+            // `read` returns when our end of its stdin closes, however this process ends.
+            .arg(r#""$0" "$@" & pid=$!; read _; kill -9 "$pid" 2>/dev/null; wait "$pid""#)
+            .arg(&binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ])
+            .args(["--cluster-port", &self.bus_port.to_string()])
+            .args(["--appendonly", "no", "--save", ""])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run sh for {binary:?} ({e})"));
+        self.watcher = Some(watcher);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_exited))) = self.watcher.as_mut().map(Child::try_wait) {
+                self.watcher = None;
+                return false;
+            }
+            if self.try_connection().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    /// SIGKILLs the server (through its watcher) and waits until it is gone.
+    fn kill(&mut self) {
+        if let Some(mut watcher) = self.watcher.take() {
+            drop(watcher.stdin.take());
+            let _ = watcher.wait();
+        }
+    }
+
+    fn try_connection(&self) -> Option<redis::Connection> {
+        let client = redis::Client::open(self.url()).ok()?;
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_millis(200))
+            .ok()?;
+        redis::cmd("PING").query::<String>(&mut conn).ok()?;
+        Some(conn)
+    }
+
+    fn connection(&self) -> redis::Connection {
+        self.try_connection()
+            .unwrap_or_else(|| panic!("connect to the cluster node on port {}", self.port))
+    }
+
+    fn id(&self) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.connection())
+            .expect("CLUSTER MYID")
+    }
+
+    /// `CLUSTER INFO` as one string, empty when the node does not answer.
+    fn info(&self) -> String {
+        self.try_connection()
+            .and_then(|mut conn| redis::cmd("CLUSTER").arg("INFO").query(&mut conn).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl RedisCluster {
+    /// Starts three masters on free ports, joins them and splits the 16384 slots between them,
+    /// then waits until every node says the cluster is ok and knows all three.
+    pub fn start() -> Self {
+        // Another test may take a free port between our probe and the server's bind: retry.
+        for _ in 0..5 {
+            let mut nodes: Vec<Node> = (0..3).map(|_| Node::new()).collect();
+            if !nodes.iter_mut().all(Node::spawn) {
+                continue;
+            }
+            let cluster = Self { nodes };
+            cluster.join();
+            return cluster;
+        }
+        panic!("the cluster's redis-servers did not start after 5 attempts");
+    }
+
+    /// One cluster for every test of this test binary that asks for it, started on first use.
+    /// Its servers die with the test process (see [`RedisCluster`]).
+    pub fn shared() -> &'static Self {
+        static SHARED: OnceLock<RedisCluster> = OnceLock::new();
+        SHARED.get_or_init(Self::start)
+    }
+
+    fn join(&self) {
+        let mut first = self.nodes[0].connection();
+        for node in &self.nodes[1..] {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(node.port)
+                .arg(node.bus_port)
+                .query(&mut first)
+                .expect("CLUSTER MEET");
+        }
+        for (node, (from, to)) in self.nodes.iter().zip(SLOTS) {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(from)
+                .arg(to)
+                .query(&mut node.connection())
+                .expect("CLUSTER ADDSLOTSRANGE");
+        }
+        self.wait_until_ok();
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` and knows every node.
+    pub fn wait_until_ok(&self) {
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let infos: Vec<String> = self.nodes.iter().map(Node::info).collect();
+            if infos
+                .iter()
+                .all(|info| info.contains("cluster_state:ok") && info.contains(&known))
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not become ok within 30 s: {infos:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `redis+cluster://127.0.0.1:P0,127.0.0.1:P1,127.0.0.1:P2`: every master as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// How many masters the cluster has.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Master `i`'s port.
+    pub fn port(&self, i: usize) -> u16 {
+        self.nodes[i].port
+    }
+
+    /// A plain (non-cluster) connection to master `i`, for looking behind the cache's back.
+    pub fn node(&self, i: usize) -> redis::Connection {
+        self.nodes[i].connection()
+    }
+
+    /// How many keys master `i` holds.
+    pub fn dbsize(&self, i: usize) -> u64 {
+        redis::cmd("DBSIZE")
+            .query(&mut self.node(i))
+            .expect("DBSIZE")
+    }
+
+    /// The master that owns `key`'s slot.
+    pub fn master_of(&self, key: &str) -> usize {
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.node(0))
+            .expect("CLUSTER KEYSLOT");
+        SLOTS
+            .iter()
+            .position(|(from, to)| (*from..=*to).contains(&slot))
+            .expect("a slot of the first three masters")
+    }
+
+    /// SIGKILLs master `i`: its connections break at once and its slots go unserved.
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    /// Starts master `i` again on the same port, in the same directory (its `nodes.conf` keeps
+    /// its identity and slots; its keys are gone), and waits until the cluster is ok again.
+    pub fn restart(&mut self, i: usize) {
+        self.nodes[i].kill();
+        assert!(
+            self.nodes[i].spawn(),
+            "redis-server did not restart on port {}",
+            self.nodes[i].port
+        );
+        self.wait_until_ok();
+    }
+
+    /// Starts a new, empty master, joins it to the cluster and waits until every node knows
+    /// it; its index.
+    pub fn add_master(&mut self) -> usize {
+        let mut node = Node::new();
+        assert!(node.spawn(), "the new master did not start");
+        let _: () = redis::cmd("CLUSTER")
+            .arg("MEET")
+            .arg("127.0.0.1")
+            .arg(node.port)
+            .arg(node.bus_port)
+            .query(&mut self.node(0))
+            .expect("CLUSTER MEET");
+        self.nodes.push(node);
+        self.wait_until_ok();
+        self.nodes.len() - 1
+    }
+
+    /// Moves `slot`, with its keys, from master `from` to master `to` the way `redis-cli
+    /// --cluster reshard` does (IMPORTING, MIGRATING, MIGRATE, SETSLOT NODE everywhere), and
+    /// waits until every node agrees.
+    pub fn move_slot(&self, slot: u16, from: usize, to: usize) {
+        let (source, target) = (&self.nodes[from], &self.nodes[to]);
+        let (source_id, target_id) = (source.id(), target.id());
+        let setslot = |node: &Node, state: &str, id: &str| {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(state)
+                .arg(id)
+                .query(&mut node.connection())
+                .expect("CLUSTER SETSLOT");
+        };
+        setslot(target, "IMPORTING", &source_id);
+        setslot(source, "MIGRATING", &target_id);
+        let mut conn = source.connection();
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut conn)
+                .expect("CLUSTER GETKEYSINSLOT");
+            if keys.is_empty() {
+                break;
+            }
+            let _: () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(target.port)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut conn)
+                .expect("MIGRATE");
+        }
+        // The target first, so that its config epoch wins over the source's claim.
+        setslot(target, "NODE", &target_id);
+        setslot(source, "NODE", &target_id);
+        for (i, node) in self.nodes.iter().enumerate() {
+            if i != from && i != to {
+                setslot(node, "NODE", &target_id);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.nodes.iter().all(|node| {
+            let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query(&mut node.connection())
+                .unwrap_or_default();
+            ranges
+                .iter()
+                .any(|range| owner_of(range, slot) == Some(target.port))
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "the nodes did not agree on slot {slot}'s new owner within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_until_ok();
+    }
+}
+
+/// The port of the master of one `CLUSTER SLOTS` entry (`[first, last, [ip, port, id], ...]`)
+/// when the entry covers `slot`.
+fn owner_of(range: &[redis::Value], slot: u16) -> Option<u16> {
+    use redis::Value::{Array, Int};
+    match (range.first()?, range.get(1)?, range.get(2)?) {
+        (Int(first), Int(last), Array(master)) if (*first..=*last).contains(&i64::from(slot)) => {
+            match master.get(1)? {
+                Int(port) => u16::try_from(*port).ok(),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
