@@ -1,6 +1,6 @@
-//! A typed cache for Rust web services: in-process memory or Redis behind one [`Cache`] handle,
-//! with keys that cannot be glob-injected, read-through with stampede protection, and a failure
-//! policy under which the cache never fails a request.
+//! A typed cache for Rust web services: in-process memory, Redis or Redis Cluster behind one
+//! [`Cache`] handle, with keys that cannot be glob-injected, read-through with stampede
+//! protection, and a failure policy under which the cache never fails a request.
 //!
 //! ```
 //! use std::time::Duration;
@@ -54,7 +54,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `macros` | yes | [`cache_result`], re-exported from `cache-macros` |
-//! | `tls` | no | `rediss://` URLs (Redis over TLS, rustls with the ring provider); `CacheBuilder::tls_root_certificates` for a private CA |
+//! | `tls` | no | `rediss://` and `rediss+cluster://` URLs (Redis over TLS, rustls with the ring provider); `CacheBuilder::tls_root_certificates` for a private CA |
 //! | `uuid`, `chrono`, `time` | no | [`KeyPart`] for those crates' ids, dates and times |
 //! | `axum` | no | [`KeyPart`] for axum's `Path` and `Query` extractors |
 //! | `actix` | no | [`KeyPart`] for actix-web's `web::Path` and `web::Query` |

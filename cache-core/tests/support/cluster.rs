@@ -5,7 +5,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use std::net::{Ipv4Addr, TcpListener};
+
 use super::free_port;
+
+/// True when nothing listens on `port` now.
+fn free(port: u16) -> bool {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+}
 
 /// The slots of each of the three first masters.
 const SLOTS: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
@@ -21,8 +28,9 @@ pub struct RedisCluster {
 }
 
 struct Node {
+    /// The client port; the cluster bus listens on `port + 10000` (the default, so that Redis
+    /// 6, which has no `--cluster-port`, runs the tests too).
     port: u16,
-    bus_port: u16,
     dir: tempfile::TempDir,
     /// The `sh` watching the server; `None` while killed.
     watcher: Option<Child>,
@@ -30,9 +38,14 @@ struct Node {
 
 impl Node {
     fn new() -> Self {
+        let port = loop {
+            let port = free_port();
+            if port <= u16::MAX - 10_000 && free(port + 10_000) {
+                break port;
+            }
+        };
         Self {
-            port: free_port(),
-            bus_port: free_port(),
+            port,
             dir: tempfile::tempdir().expect("temp dir for redis-server"),
             watcher: None,
         }
@@ -57,7 +70,6 @@ impl Node {
                 "--cluster-config-file",
                 "nodes.conf",
             ])
-            .args(["--cluster-port", &self.bus_port.to_string()])
             .args(["--appendonly", "no", "--save", ""])
             .arg("--dir")
             .arg(self.dir.path())
@@ -157,17 +169,16 @@ impl RedisCluster {
                 .arg("MEET")
                 .arg("127.0.0.1")
                 .arg(node.port)
-                .arg(node.bus_port)
                 .query(&mut first)
                 .expect("CLUSTER MEET");
         }
         for (node, (from, to)) in self.nodes.iter().zip(SLOTS) {
+            // ADDSLOTS rather than ADDSLOTSRANGE (Redis 7): the same on Redis 6.
             let _: () = redis::cmd("CLUSTER")
-                .arg("ADDSLOTSRANGE")
-                .arg(from)
-                .arg(to)
+                .arg("ADDSLOTS")
+                .arg((from..=to).collect::<Vec<u16>>())
                 .query(&mut node.connection())
-                .expect("CLUSTER ADDSLOTSRANGE");
+                .expect("CLUSTER ADDSLOTS");
         }
         self.wait_until_ok();
     }
@@ -263,7 +274,6 @@ impl RedisCluster {
             .arg("MEET")
             .arg("127.0.0.1")
             .arg(node.port)
-            .arg(node.bus_port)
             .query(&mut self.node(0))
             .expect("CLUSTER MEET");
         self.nodes.push(node);
