@@ -3,6 +3,10 @@
 //! across nodes.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+/// Not in `support`, which other crates' tests share without rcgen.
+#[cfg(feature = "tls")]
+#[path = "support/pki.rs"]
+mod pki;
 mod support;
 
 use std::time::Duration;
@@ -301,4 +305,93 @@ async fn a_cluster_url_with_a_database_is_a_config_error() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
     assert!(err.to_string().contains("only database 0"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_url_reach_every_node() {
+    let cluster = RedisCluster::start();
+    for master in 0..cluster.len() {
+        let () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("app")
+            .arg("on")
+            .arg(">s3cret")
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .query(&mut cluster.node(master))
+            .unwrap();
+        let () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg("off")
+            .query(&mut cluster.node(master))
+            .unwrap();
+    }
+    let with = |password: &str| cluster.url().replace("://", &format!("://app:{password}@"));
+    let cache = Cache::builder()
+        .url(with("s3cret"))
+        .namespace("acl")
+        .build()
+        .await
+        .unwrap();
+    let entries: Vec<(String, u8)> = (0..100).map(|i| (format!("k{i}"), 1)).collect();
+    cache.set_many(&entries, MINUTE).await.unwrap();
+    // The direct connections that SCAN each master log in too.
+    assert_eq!(cache.delete_pattern("k*").await.unwrap(), 100);
+
+    let err = Cache::connect(&with("wr0ng")).await.unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("wr0ng"), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("refused the credentials"), "{err}");
+}
+
+/// A cluster that speaks only TLS to its clients and on its bus, its certificate signed by a
+/// private CA.
+#[cfg(feature = "tls")]
+mod tls {
+    use super::*;
+    use crate::pki::Pki;
+    use support::cluster::ClusterTls;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rediss_cluster_trusts_a_private_ca_for_every_node_connection() {
+        let pki = Pki::new();
+        let cluster = RedisCluster::start_tls(ClusterTls {
+            cert: pki.cert(),
+            key: pki.key(),
+            ca: pki.ca(),
+        });
+        assert!(cluster.url().starts_with("rediss+cluster://"));
+        let cache = Cache::builder()
+            .url(cluster.url())
+            .namespace("tls")
+            .tls_root_certificates(pki.ca_pem.clone())
+            .build()
+            .await
+            .unwrap();
+        let entries: Vec<(String, u32)> = (0..300).map(|i| (format!("k{i}"), i)).collect();
+        cache.set_many(&entries, MINUTE).await.unwrap();
+        let keys: Vec<&String> = entries.iter().map(|(k, _)| k).collect();
+        let found = cache.get_many::<u32>(&keys).await.unwrap();
+        assert_eq!(found, (0..300).map(Some).collect::<Vec<_>>());
+        assert!((0..cluster.len()).all(|i| cluster.dbsize(i) > 0));
+        // SCAN runs over direct TLS connections to each master, with the same trust anchors.
+        assert_eq!(cache.delete_pattern("k*").await.unwrap(), 300);
+
+        // The system's roots do not include the private CA.
+        let err = Cache::builder()
+            .url(cluster.url())
+            .connect_timeout(Duration::from_secs(1))
+            .build()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Connect, "{err}");
+        assert!(
+            err.to_string()
+                .contains("TLS certificate that is not trusted")
+                && err.to_string().contains("tls_root_certificates"),
+            "says why, and what to do: {err}"
+        );
+    }
 }

@@ -51,7 +51,9 @@ use redis::cluster_routing::Slot;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo as _};
 use tokio::sync::mpsc;
 
-use super::redis::{connect_error, px, scripts, set_cmd, subscribe};
+use super::redis::{
+    connect_error, px, refused_credentials, scripts, set_cmd, subscribe, untrusted_certificate,
+};
 use crate::error::{Error, ErrorKind, Result};
 
 /// How many keys one `SCAN` step asks for.
@@ -89,6 +91,8 @@ pub struct RedisClusterBackend {
     address: String,
     connect_timeout: Duration,
     op_timeout: Duration,
+    /// The CA certificates (PEM) trusted for `rediss+cluster://` instead of the system's.
+    tls_roots: Option<Vec<u8>>,
     /// Direct connections to single nodes by `host:port`, for `SCAN` (a cursor belongs to one
     /// node) and `subscribe`'s fallback; dropped on an error and made again on the next use.
     nodes: Mutex<HashMap<String, MultiplexedConnection>>,
@@ -141,6 +145,11 @@ impl RedisClusterBackend {
         op_timeout: Duration,
     ) -> Result<Self> {
         let address = crate::url::redact(url);
+        if let Some(first) = nodes.first() {
+            // The checks a single Redis makes of the URL and the trust anchors, with its
+            // messages: roots on a plain URL, PEM without a certificate.
+            super::redis::client(first, tls_roots)?;
+        }
         let seeds = nodes
             .iter()
             .map(|node| node.as_str().into_connection_info())
@@ -173,7 +182,11 @@ impl RedisClusterBackend {
         let limit = connect_timeout.saturating_mul(3);
         let connection = match tokio::time::timeout(limit, client.get_async_connection()).await {
             Ok(Ok(connection)) => connection,
-            Ok(Err(e)) => return Err(connect_error(&address, e)),
+            Ok(Err(e)) => {
+                let explained =
+                    cluster_connect_error(&address, &seeds, tls_roots, connect_timeout, e);
+                return Err(explained.await);
+            }
             Err(_) => {
                 return Err(Error::new(
                     ErrorKind::Connect,
@@ -190,6 +203,7 @@ impl RedisClusterBackend {
             address,
             connect_timeout,
             op_timeout,
+            tls_roots: tls_roots.map(<[u8]>::to_vec),
             nodes: Mutex::new(HashMap::new()),
         })
     }
@@ -283,7 +297,17 @@ impl RedisClusterBackend {
             },
             _ => ConnectionAddr::Tcp(host.to_owned(), port),
         };
-        redis::Client::open(seed.clone().set_addr(addr)).map_err(cluster_error)
+        self.client(seed.clone().set_addr(addr))
+    }
+
+    /// A plain client for one node, trusting `tls_roots` when there are some.
+    fn client(&self, info: ConnectionInfo) -> Result<redis::Client> {
+        match &self.tls_roots {
+            Some(pem) if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) => {
+                tls_node_client(info, pem)
+            }
+            _ => redis::Client::open(info).map_err(cluster_error),
+        }
     }
 
     /// Scans one master to the end, unlinking what matches; the number removed.
@@ -336,6 +360,24 @@ impl RedisClusterBackend {
 }
 
 #[cfg(feature = "tls")]
+fn tls_node_client(info: ConnectionInfo, pem: &[u8]) -> Result<redis::Client> {
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem.to_vec()),
+    };
+    redis::Client::build_with_tls(info, certificates).map_err(|e| {
+        Error::config("the TLS root certificates are not valid PEM certificates").with_source(e)
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_node_client(_info: ConnectionInfo, _pem: &[u8]) -> Result<redis::Client> {
+    Err(Error::config(
+        "TLS root certificates need cache-core's \"tls\" feature",
+    ))
+}
+
+#[cfg(feature = "tls")]
 fn with_tls_roots(
     builder: ClusterClientBuilder,
     tls_roots: Option<&[u8]>,
@@ -360,6 +402,37 @@ fn with_tls_roots(
         )),
         None => Ok(builder),
     }
+}
+
+/// The error of a failed connection to the cluster, as for a single Redis: refused
+/// credentials are a configuration problem, an untrusted certificate says so, anything else is
+/// a cluster that cannot be reached. The cluster client reports a failed seed connection as
+/// text inside an error of its own, so the seeds are asked again, each over a plain connection
+/// whose error says what went wrong.
+async fn cluster_connect_error(
+    address: &str,
+    seeds: &[ConnectionInfo],
+    tls_roots: Option<&[u8]>,
+    timeout: Duration,
+    err: redis::RedisError,
+) -> Error {
+    let config = AsyncConnectionConfig::new().set_connection_timeout(Some(timeout));
+    for seed in seeds {
+        let client = match tls_roots {
+            Some(pem) if matches!(seed.addr(), ConnectionAddr::TcpTls { .. }) => {
+                tls_node_client(seed.clone(), pem).ok()
+            }
+            _ => redis::Client::open(seed.clone()).ok(),
+        };
+        let Some(client) = client else { continue };
+        let attempt = client.get_multiplexed_async_connection_with_config(&config);
+        if let Ok(Err(direct)) = tokio::time::timeout(timeout, attempt).await
+            && (refused_credentials(&direct) || untrusted_certificate(&direct))
+        {
+            return connect_error(address, direct);
+        }
+    }
+    connect_error(address, err)
 }
 
 /// The cache's error for a cluster command's: as for a single Redis, except that a redirection
@@ -568,8 +641,7 @@ impl super::Backend for RedisClusterBackend {
         // Any node hears every PUBLISH: the seeds first, then the masters known now.
         let mut last = None;
         for seed in &self.seeds {
-            let client = redis::Client::open(seed.clone()).map_err(cluster_error);
-            match self.subscribe_on(client, channel).await {
+            match self.subscribe_on(self.client(seed.clone()), channel).await {
                 Ok(receiver) => return Ok(receiver),
                 Err(e) => last = Some(e),
             }

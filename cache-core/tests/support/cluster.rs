@@ -1,6 +1,7 @@
 //! A Redis Cluster of three masters on loopback: started, joined and given the slots by the
 //! tests, one master killed or restarted on demand, a fourth added, a slot moved.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -28,24 +29,44 @@ pub struct RedisCluster {
 }
 
 struct Node {
-    /// The client port; the cluster bus listens on `port + 10000` (the default, so that Redis
-    /// 6, which has no `--cluster-port`, runs the tests too).
+    /// The plain client port; without TLS the cluster bus listens on `port + 10000` (the
+    /// default, so that Redis 6, which has no `--cluster-port`, runs the tests too).
     port: u16,
+    /// With TLS: the TLS client port (the bus listens on this one + 10000, over TLS) and the
+    /// files of the certificate.
+    tls: Option<(u16, ClusterTls)>,
     dir: tempfile::TempDir,
     /// The `sh` watching the server; `None` while killed.
     watcher: Option<Child>,
 }
 
+/// The certificate files of a cluster that speaks TLS to clients and on its bus.
+#[derive(Clone)]
+pub struct ClusterTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+/// A free port whose `+ 10000` (its cluster bus port) is free too.
+fn free_bus_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= u16::MAX - 10_000 && free(port + 10_000) {
+            return port;
+        }
+    }
+}
+
 impl Node {
-    fn new() -> Self {
-        let port = loop {
-            let port = free_port();
-            if port <= u16::MAX - 10_000 && free(port + 10_000) {
-                break port;
-            }
+    fn new(tls: Option<&ClusterTls>) -> Self {
+        let (port, tls) = match tls {
+            None => (free_bus_port(), None),
+            Some(files) => (free_port(), Some((free_bus_port(), files.clone()))),
         };
         Self {
             port,
+            tls,
             dir: tempfile::tempdir().expect("temp dir for redis-server"),
             watcher: None,
         }
@@ -53,6 +74,11 @@ impl Node {
 
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The port clients of the cluster (and its bus, + 10000) use: the TLS one with TLS.
+    fn cluster_port(&self) -> u16 {
+        self.tls.as_ref().map_or(self.port, |(port, _)| *port)
     }
 
     fn spawn(&mut self) -> bool {
@@ -71,6 +97,22 @@ impl Node {
                 "nodes.conf",
             ])
             .args(["--appendonly", "no", "--save", ""])
+            .args(self.tls.iter().flat_map(|(port, files)| {
+                [
+                    "--tls-port".into(),
+                    port.to_string().into(),
+                    "--tls-cluster".into(),
+                    "yes".into(),
+                    "--tls-cert-file".into(),
+                    files.cert.clone().into_os_string(),
+                    "--tls-key-file".into(),
+                    files.key.clone().into_os_string(),
+                    "--tls-ca-cert-file".into(),
+                    files.ca.clone().into_os_string(),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]
+            }))
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -142,9 +184,20 @@ impl RedisCluster {
     /// Starts three masters on free ports, joins them and splits the 16384 slots between them,
     /// then waits until every node says the cluster is ok and knows all three.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Starts a cluster whose nodes speak only TLS to cluster clients and to each other, with
+    /// the certificate and key in these PEM files, and the CA certificate that signed it; the
+    /// plain ports stay open, for looking behind the client's back. Redis 7 or later.
+    pub fn start_tls(tls: ClusterTls) -> Self {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<ClusterTls>) -> Self {
         // Another test may take a free port between our probe and the server's bind: retry.
         for _ in 0..5 {
-            let mut nodes: Vec<Node> = (0..3).map(|_| Node::new()).collect();
+            let mut nodes: Vec<Node> = (0..3).map(|_| Node::new(tls.as_ref())).collect();
             if !nodes.iter_mut().all(Node::spawn) {
                 continue;
             }
@@ -168,7 +221,7 @@ impl RedisCluster {
             let _: () = redis::cmd("CLUSTER")
                 .arg("MEET")
                 .arg("127.0.0.1")
-                .arg(node.port)
+                .arg(node.cluster_port())
                 .query(&mut first)
                 .expect("CLUSTER MEET");
         }
@@ -203,14 +256,21 @@ impl RedisCluster {
         }
     }
 
-    /// `redis+cluster://127.0.0.1:P0,127.0.0.1:P1,127.0.0.1:P2`: every master as a seed.
+    /// `redis+cluster://127.0.0.1:P0,127.0.0.1:P1,127.0.0.1:P2`: every master as a seed;
+    /// `rediss+cluster://` with the TLS ports for a cluster started with
+    /// [`start_tls`](Self::start_tls).
     pub fn url(&self) -> String {
         let seeds: Vec<String> = self
             .nodes
             .iter()
-            .map(|node| format!("127.0.0.1:{}", node.port))
+            .map(|node| format!("127.0.0.1:{}", node.cluster_port()))
             .collect();
-        format!("redis+cluster://{}", seeds.join(","))
+        let scheme = if self.nodes[0].tls.is_some() {
+            "rediss+cluster"
+        } else {
+            "redis+cluster"
+        };
+        format!("{scheme}://{}", seeds.join(","))
     }
 
     /// How many masters the cluster has.
@@ -218,9 +278,9 @@ impl RedisCluster {
         self.nodes.len()
     }
 
-    /// Master `i`'s port.
+    /// Master `i`'s port for cluster clients (the TLS one with TLS).
     pub fn port(&self, i: usize) -> u16 {
-        self.nodes[i].port
+        self.nodes[i].cluster_port()
     }
 
     /// A plain (non-cluster) connection to master `i`, for looking behind the cache's back.
@@ -268,12 +328,13 @@ impl RedisCluster {
     /// Starts a new, empty master, joins it to the cluster and waits until every node knows
     /// it; its index.
     pub fn add_master(&mut self) -> usize {
-        let mut node = Node::new();
+        let tls = self.nodes[0].tls.as_ref().map(|(_, files)| files.clone());
+        let mut node = Node::new(tls.as_ref());
         assert!(node.spawn(), "the new master did not start");
         let _: () = redis::cmd("CLUSTER")
             .arg("MEET")
             .arg("127.0.0.1")
-            .arg(node.port)
+            .arg(node.cluster_port())
             .query(&mut self.node(0))
             .expect("CLUSTER MEET");
         self.nodes.push(node);
