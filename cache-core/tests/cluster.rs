@@ -158,6 +158,8 @@ async fn a_dead_master_is_an_unavailable_error_the_loader_covers_and_the_cache_r
     let on_live = key_on(&cluster, "outage", 1);
     cache.set(&on_dead, &1_u32, MINUTE).await.unwrap();
     cache.set(&on_live, &2_u32, MINUTE).await.unwrap();
+    // The backend now keeps a direct connection to every master, for SCAN.
+    assert_eq!(cache.delete_pattern("nothing:*").await.unwrap(), 0);
 
     cluster.kill(0);
 
@@ -186,6 +188,8 @@ async fn a_dead_master_is_an_unavailable_error_the_loader_covers_and_the_cache_r
         "the cache works again once the master is back"
     );
     assert_eq!(cache.get::<u32>(&on_live).await.unwrap(), Some(2));
+    // The kept SCAN connection to the restarted master is stale: replaced within the call.
+    assert_eq!(cache.delete_pattern("*").await.unwrap(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -246,7 +246,9 @@ impl RedisClusterBackend {
     }
 
     /// A direct (non-cluster) connection to the node at `host:port`.
-    async fn node(&self, host: &str, port: u16) -> Result<MultiplexedConnection> {
+    /// A direct connection to the node at `host:port`, and whether it was kept from an earlier
+    /// call (rather than made now).
+    async fn node(&self, host: &str, port: u16) -> Result<(MultiplexedConnection, bool)> {
         let key = format!("{host}:{port}");
         let held = self
             .nodes
@@ -255,7 +257,7 @@ impl RedisClusterBackend {
             .get(&key)
             .cloned();
         if let Some(conn) = held {
-            return Ok(conn);
+            return Ok((conn, true));
         }
         let client = self.node_client(host, port)?;
         let config = AsyncConnectionConfig::new()
@@ -269,7 +271,7 @@ impl RedisClusterBackend {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key, conn.clone());
-        Ok(conn)
+        Ok((conn, false))
     }
 
     fn forget_node(&self, host: &str, port: u16) {
@@ -312,17 +314,35 @@ impl RedisClusterBackend {
 
     /// Scans one master to the end, unlinking what matches; the number removed.
     async fn delete_on(&self, host: &str, port: u16, pattern: &str) -> Result<u64> {
-        let result = self.scan_and_unlink(host, port, pattern).await;
-        if result.as_ref().is_err_and(|e| e.is_unavailable()) {
+        let mut removed = 0;
+        let (node, kept) = self.step("connect", self.node(host, port)).await?;
+        let mut result = self.scan_and_unlink(node, pattern, &mut removed).await;
+        if let Err(e) = &result
+            && e.is_unavailable()
+        {
             self.forget_node(host, port);
+            // A connection kept from an earlier call breaks on its first use when the node
+            // restarted since: one more try on a new one, from the start (what was removed
+            // stays removed, and counted). Not after a timeout: that node is slow, not new.
+            if kept && !e.is_timeout() {
+                let (node, _) = self.step("connect", self.node(host, port)).await?;
+                result = self.scan_and_unlink(node, pattern, &mut removed).await;
+                if result.as_ref().is_err_and(Error::is_unavailable) {
+                    self.forget_node(host, port);
+                }
+            }
         }
-        result
+        result.map(|()| removed)
     }
 
-    async fn scan_and_unlink(&self, host: &str, port: u16, pattern: &str) -> Result<u64> {
-        let mut node = self.step("connect", self.node(host, port)).await?;
+    /// `SCAN`s one node to the end over `node`, unlinking what matches, adding to `removed`.
+    async fn scan_and_unlink(
+        &self,
+        mut node: MultiplexedConnection,
+        pattern: &str,
+        removed: &mut u64,
+    ) -> Result<()> {
         let mut cursor: u64 = 0;
-        let mut removed = 0;
         loop {
             let mut scan = redis::cmd("SCAN");
             scan.arg(cursor)
@@ -349,10 +369,10 @@ impl RedisClusterBackend {
                         try_join_all(unlinks).await.map_err(cluster_error)
                     })
                     .await?;
-                removed += counts.into_iter().sum::<u64>();
+                *removed += counts.into_iter().sum::<u64>();
             }
             if next == 0 {
-                return Ok(removed);
+                return Ok(());
             }
             cursor = next;
         }
