@@ -16,10 +16,12 @@
 //! A cluster runs a multi-key command or a pipeline only when all its keys hash to the same slot
 //! (otherwise `CROSSSLOT`). `get_many` and `set_many` therefore group the keys by slot, send one
 //! `MGET` or one pipeline per slot, all at once over the shared connection, and put the results
-//! back in the caller's order. The `redis` crate (1.8) can split a multi-slot `MGET` itself, but
-//! it silently drops the part of a slot whose node it has no connection to (a `TODO` in its
-//! fan-out code), and it cannot split a pipeline; grouping here keeps both paths the same and
-//! each sub-request routed, redirected and retried like a single-key command.
+//! back in the caller's order. The `redis` crate (1.8.1) does split a multi-slot `MGET` by slot
+//! itself and reassembles the replies in order, but not a pipeline (it refuses one that spans
+//! slots), which `set_many` needs; and when the node of one part has no connection it fails
+//! the whole `MGET` with a client-side "mismatch" error, which would read as a refused command
+//! rather than an outage. Grouping here gives both operations one path, each part routed,
+//! redirected, retried and classified like a single-key command.
 //!
 //! # `delete_pattern`
 //!
@@ -245,9 +247,8 @@ impl RedisClusterBackend {
         Ok(parse_masters(&nodes, &fallback))
     }
 
-    /// A direct (non-cluster) connection to the node at `host:port`.
-    /// A direct connection to the node at `host:port`, and whether it was kept from an earlier
-    /// call (rather than made now).
+    /// A direct (non-cluster) connection to the node at `host:port`, and whether it was kept
+    /// from an earlier call (rather than made now).
     async fn node(&self, host: &str, port: u16) -> Result<(MultiplexedConnection, bool)> {
         let key = format!("{host}:{port}");
         let held = self
