@@ -558,12 +558,18 @@ impl Cache {
             return self.unshared(loader).await;
         }
         // A value past its TTL but inside its stale window: the answer if the loader fails.
+        // Only for a caller that asked for a stale window: a value past its TTL can outlive it
+        // in the backend (another caller's window, or the moment between the envelope's TTL,
+        // whose clock starts at encoding, and the backend's expiry).
+        let serves_stale = !expiry.stale.is_zero();
         let mut stale: Option<T> = None;
         // After one failed backend call, skip the others (re-check, store): a slow backend must
         // cost a request one timeout, not three.
         let mut backend_up = match self.lookup::<T>(key).await {
             Ok(found) => {
-                if let Lookup::Expired(value) = &found {
+                if let Lookup::Expired(value) = &found
+                    && serves_stale
+                {
                     stale = Some(value.clone());
                 }
                 match self.count(key, found) {
@@ -587,7 +593,7 @@ impl Cache {
                                 leader.publish(Ok(Arc::new(value.clone())));
                                 return Ok(value);
                             }
-                            Ok(Lookup::Expired(value)) => stale = Some(value),
+                            Ok(Lookup::Expired(value)) if serves_stale => stale = Some(value),
                             Ok(_) => {}
                             Err(err) => {
                                 self.absorb("cache read failed, serving from the loader", &err);

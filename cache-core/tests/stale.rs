@@ -16,6 +16,7 @@ support::on_every_backend!(
     a_loader_past_the_soft_timeout_is_abandoned_for_the_stale_value,
     without_a_stale_value_the_soft_timeout_does_not_apply,
     every_caller_waiting_on_a_failed_load_gets_the_stale_value,
+    a_stale_value_is_the_answer_only_for_a_caller_with_a_stale_window,
 );
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -68,6 +69,27 @@ async fn a_failing_loader_gets_the_stale_value_inside_the_window(fx: &Fixture) {
     assert_eq!(
         load(&strict, short, Err("database down".into())).await,
         Err("database down".into())
+    );
+}
+
+/// The value below is past its TTL and still stored (another caller's stale window keeps it):
+/// a caller whose expiry has no stale window gets its loader's error, as it asked. Without
+/// this, a value written with no stale window could be served stale too, in the moment
+/// between its envelope's TTL and the backend's expiry (the envelope's clock starts first).
+async fn a_stale_value_is_the_answer_only_for_a_caller_with_a_stale_window(fx: &Fixture) {
+    let cache = fx.cache().await;
+    let lenient = Expiry::new(Duration::from_millis(100)).stale(Duration::from_secs(60));
+    load(&cache, lenient, Ok(1)).await.unwrap();
+    wait_until_not_fresh(&cache).await;
+
+    let strict = Expiry::new(Duration::from_millis(100));
+    assert_eq!(
+        load(&cache, strict, Err("database down".into())).await,
+        Err("database down".into())
+    );
+    assert_eq!(
+        load(&cache, lenient, Err("database down".into())).await,
+        Ok(1)
     );
 }
 
