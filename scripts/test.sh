@@ -10,7 +10,9 @@ as_root() {
 }
 
 # The tests start their own servers on 127.0.0.1 in temporary directories: redis-server for the
-# cache, and MariaDB (mariadbd, mariadb-install-db, the mariadb client) for the example app.
+# cache (also three or four of them joined as a Redis Cluster, by the tests themselves, so
+# redis-cli is not needed; Redis 7 for the TLS cluster test), and MariaDB (mariadbd,
+# mariadb-install-db, the mariadb client) for the example app.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if ! command -v mariadb-install-db >/dev/null 2>&1 || ! { command -v mariadbd || test -x /usr/sbin/mariadbd; } >/dev/null 2>&1; then

@@ -1,9 +1,11 @@
-//! The remote tier: the [`Backend`] trait (bytes in, bytes out) and its Redis implementation.
+//! The remote tier: the [`Backend`] trait (bytes in, bytes out) and its Redis and Redis Cluster
+//! implementations.
 //!
 //! A backend knows nothing of types, codecs, namespaces or failure policy: [`Cache`](crate::Cache)
 //! encodes, prefixes keys, applies timeouts and the circuit breaker, then calls the backend with
 //! full keys and envelope bytes.
 
+pub mod cluster;
 pub mod redis;
 
 use std::fmt;
@@ -14,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 
+pub use self::cluster::RedisClusterBackend;
 pub use self::redis::RedisBackend;
 
 /// A remote store of bytes under string keys, with per-key expiry.

@@ -92,8 +92,18 @@ impl fmt::Debug for CacheBuilder {
 }
 
 impl CacheBuilder {
-    /// The backend: `memory://` (the default), `redis://[user:pass@]host:port/db`, or
-    /// `rediss://...` with the `tls` feature.
+    /// The backend: `memory://` (the default), `redis://[user:pass@]host:port/db`,
+    /// `rediss://...` with the `tls` feature, or a Redis Cluster by some of its nodes:
+    /// `redis+cluster://[user:pass@]host:port[,host:port...]` (`rediss+cluster://` with `tls`).
+    ///
+    /// ```no_run
+    /// # async fn run() -> cache_core::Result<()> {
+    /// let cache = cache_core::Cache::builder()
+    ///     .url("redis+cluster://cache:secret@10.0.0.1:7000,10.0.0.2:7000")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
         self
@@ -127,7 +137,8 @@ impl CacheBuilder {
     }
 
     /// How many multiplexed Redis connections to share round-robin (default 1; each one
-    /// pipelines any number of concurrent operations).
+    /// pipelines any number of concurrent operations). A Redis Cluster always uses one cluster
+    /// connection, itself one multiplexed connection per node.
     pub fn pool_size(mut self, connections: usize) -> Self {
         self.pool_size = connections;
         self
@@ -268,6 +279,18 @@ impl CacheBuilder {
                 )
                 .await?;
                 Cache::with_remote(&self, std::sync::Arc::new(backend), "redis").await
+            }
+            Some(Target::Cluster(nodes)) => {
+                let url = self.url.as_deref().unwrap_or_default();
+                let backend = crate::backend::RedisClusterBackend::connect_nodes(
+                    &nodes,
+                    url,
+                    self.tls_root_certificates.as_deref(),
+                    self.connect_timeout,
+                    self.operation_timeout,
+                )
+                .await?;
+                Cache::with_remote(&self, std::sync::Arc::new(backend), "redis-cluster").await
             }
         }
     }

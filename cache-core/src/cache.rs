@@ -142,9 +142,21 @@ impl Cache {
 
     /// A cache on the backend `url` names, with the default settings.
     ///
+    /// The URL forms:
+    ///
+    /// | URL | backend |
+    /// |---|---|
+    /// | `memory://` | in-process memory |
+    /// | `redis://[user:pass@]host:port/db` | one Redis server |
+    /// | `rediss://...` | one Redis server over TLS (feature `tls`) |
+    /// | `redis+cluster://[user:pass@]host:port[,host:port...]` | a Redis Cluster, by one or more of its nodes (database 0 only) |
+    /// | `rediss+cluster://...` | a Redis Cluster over TLS (feature `tls`) |
+    ///
     /// ```no_run
     /// # async fn run() -> cache_core::Result<()> {
     /// let cache = cache_core::Cache::connect("redis://127.0.0.1:6379/0").await?;
+    /// let cluster = cache_core::Cache::connect("redis+cluster://10.0.0.1:7000,10.0.0.2:7000").await?;
+    /// assert_eq!(cluster.backend_name(), "redis-cluster");
     /// # Ok(()) }
     /// ```
     ///
@@ -254,7 +266,8 @@ impl Cache {
         self.inner.default_ttl
     }
 
-    /// `"memory"` or `"redis"`.
+    /// `"memory"`, `"redis"`, `"redis-cluster"`, or a custom backend's
+    /// [`name`](crate::Backend::name).
     #[must_use]
     pub fn backend_name(&self) -> &'static str {
         match &self.inner.store {
@@ -821,12 +834,18 @@ impl Cache {
             return self.unshared(loader).await;
         }
         // A value past its TTL but inside its stale window: the answer if the loader fails.
+        // Only for a caller that asked for a stale window: a value past its TTL can outlive it
+        // in the backend (another caller's window, or the moment between the envelope's TTL,
+        // whose clock starts at encoding, and the backend's expiry).
+        let serves_stale = !expiry.stale.is_zero();
         let mut stale: Option<T> = None;
         // After one failed backend call, skip the others (re-check, store): a slow backend must
         // cost a request one timeout, not three.
         let mut backend_up = match self.lookup_tagged::<T>(key, &tags).await {
             Ok(found) => {
-                if let Lookup::Expired(value) = &found {
+                if let Lookup::Expired(value) = &found
+                    && serves_stale
+                {
                     stale = Some(value.clone());
                 }
                 match self.count(key, found) {
@@ -850,7 +869,7 @@ impl Cache {
                                 leader.publish(Ok(Arc::new(value.clone())));
                                 return Ok(value);
                             }
-                            Ok(Lookup::Expired(value)) => stale = Some(value),
+                            Ok(Lookup::Expired(value)) if serves_stale => stale = Some(value),
                             Ok(_) => {}
                             Err(err) => {
                                 self.absorb("cache read failed, serving from the loader", &err);

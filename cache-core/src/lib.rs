@@ -1,6 +1,6 @@
-//! A typed cache for Rust web services: in-process memory or Redis behind one [`Cache`] handle,
-//! with keys that cannot be glob-injected, read-through with stampede protection, and a failure
-//! policy under which the cache never fails a request.
+//! A typed cache for Rust web services: in-process memory, Redis or Redis Cluster behind one
+//! [`Cache`] handle, with keys that cannot be glob-injected, read-through with stampede
+//! protection, and a failure policy under which the cache never fails a request.
 //!
 //! ```
 //! use std::time::Duration;
@@ -36,8 +36,8 @@
 //!   circuit breaker, and [`local_tier`](CacheBuilder::local_tier): an in-process tier in front
 //!   of Redis, kept coherent across replicas over Redis Pub/Sub.
 //! - [`Key`], [`key!`] and [`KeyPart`]: keys from untrusted parts, escaped.
-//! - [`Backend`]: the remote tier's trait (bytes in, bytes out), implemented for Redis and
-//!   Redis Cluster.
+//! - [`Backend`]: the remote tier's trait (bytes in, bytes out), implemented for Redis and for
+//!   Redis Cluster (`redis+cluster://host:port,host:port`, see [`Cache::connect`]).
 //! - [`SingleFlight`]: one caller per key does the work, the others share its outcome.
 //! - [`metrics`]: the metric names.
 //! - [`cache_result`]: `#[cache_result(expire = 1800, key_prefix = "user_stats")]` on an async
@@ -58,7 +58,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `macros` | yes | [`cache_result`], re-exported from `cache-macros` |
-//! | `tls` | no | `rediss://` URLs (Redis over TLS, rustls with the ring provider); `CacheBuilder::tls_root_certificates` for a private CA |
+//! | `tls` | no | `rediss://` and `rediss+cluster://` URLs (Redis over TLS, rustls with the ring provider); `CacheBuilder::tls_root_certificates` for a private CA |
 //! | `uuid`, `chrono`, `time` | no | [`KeyPart`] for those crates' ids, dates and times |
 //! | `axum` | no | [`KeyPart`] for axum's `Path` and `Query` extractors |
 //! | `actix` | no | [`KeyPart`] for actix-web's `web::Path` and `web::Query` |

@@ -2,6 +2,10 @@
 //! password that never shows in an error, a `Debug` or a log line.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+/// Not in `support`, which other crates' tests share without rcgen.
+#[cfg(feature = "tls")]
+#[path = "support/pki.rs"]
+mod pki;
 mod support;
 
 use std::io::Write;
@@ -200,47 +204,23 @@ fn no_log_line_shows_the_password_through_an_outage_and_a_recovery() {
 #[cfg(feature = "tls")]
 mod tls {
     use super::*;
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
+    use crate::pki::Pki;
+    use crate::pki::ca;
 
-    struct Pki {
-        _dir: tempfile::TempDir,
+    struct Tls {
+        _pki: Pki,
         server: RedisServer,
         ca_pem: String,
     }
 
-    fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let pem = params.self_signed(&key).unwrap().pem();
-        (params, key, pem)
-    }
-
     /// A redis-server with TLS on a second port, its certificate signed by a fresh CA.
-    fn tls_server() -> Pki {
-        let (ca_params, ca_key, ca_pem) = ca("cache-core test CA");
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "redis");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let path = |name: &str| dir.path().join(name);
-        std::fs::write(path("server.crt"), cert.pem()).unwrap();
-        std::fs::write(path("server.key"), key.serialize_pem()).unwrap();
-        std::fs::write(path("ca.crt"), &ca_pem).unwrap();
-        let server =
-            RedisServer::start_tls(&path("server.crt"), &path("server.key"), &path("ca.crt"));
-        Pki {
-            _dir: dir,
+    fn tls_server() -> Tls {
+        let pki = Pki::new();
+        let server = RedisServer::start_tls(&pki.cert(), &pki.key(), &pki.ca());
+        Tls {
+            ca_pem: pki.ca_pem.clone(),
+            _pki: pki,
             server,
-            ca_pem,
         }
     }
 

@@ -285,3 +285,49 @@ async fn a_local_tier_needs_a_remote_backend() {
         .unwrap_err();
     assert!(err.to_string().contains("must be positive"), "{err}");
 }
+
+/// The same coherence on a Redis Cluster: the channel's messages reach every node's
+/// subscribers, whichever node each replica subscribed on and whichever owns the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_replicas_see_each_others_writes_and_tags() {
+    let cluster = support::RedisCluster::start();
+    let mut caches = Vec::new();
+    for _ in 0..3 {
+        let cache = Cache::builder()
+            .url(cluster.url())
+            .namespace("app")
+            .local_tier(1_000, HOUR)
+            .build()
+            .await
+            .unwrap();
+        assert!(cache.is_local_tier_active());
+        caches.push(cache);
+    }
+    let [a, b, c] = [&caches[0], &caches[1], &caches[2]];
+    let keys: Vec<String> = (0..20).map(|i| format!("day:{i}")).collect();
+    for key in &keys {
+        a.set_with_tags(key, &1_u32, HOUR, &["user:42"])
+            .await
+            .unwrap();
+    }
+    for cache in [b, c] {
+        assert!(
+            cache
+                .get_many::<u32>(&keys)
+                .await
+                .unwrap()
+                .iter()
+                .all(|v| *v == Some(1))
+        );
+    }
+    a.set("day:0", &2_u32, HOUR).await.unwrap();
+    converges(b, "day:0", Some(2)).await;
+    converges(c, "day:0", Some(2)).await;
+    b.invalidate_tag("user:42").await.unwrap();
+    for cache in [a, c] {
+        converges(cache, "day:1", None).await;
+        converges(cache, "day:19", None).await;
+    }
+    c.delete_pattern("day:*").await.unwrap();
+    converges(a, "day:0", None).await;
+}

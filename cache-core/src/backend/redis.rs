@@ -267,7 +267,7 @@ fn tls_client(
 
 /// True when the TLS handshake failed on the server's certificate.
 #[cfg(feature = "tls")]
-fn untrusted_certificate(err: &redis::RedisError) -> bool {
+pub(crate) fn untrusted_certificate(err: &redis::RedisError) -> bool {
     type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(mut current) = cause {
@@ -291,7 +291,7 @@ fn untrusted_certificate(err: &redis::RedisError) -> bool {
 }
 
 #[cfg(not(feature = "tls"))]
-fn untrusted_certificate(_err: &redis::RedisError) -> bool {
+pub(crate) fn untrusted_certificate(_err: &redis::RedisError) -> bool {
     false
 }
 
@@ -306,12 +306,16 @@ fn needs_new_manager(err: &redis::RedisError) -> bool {
     err.is_unrecoverable_error() && !err.is_io_error()
 }
 
+/// True when the server refused the connection's user or password.
+pub(crate) fn refused_credentials(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"))
+}
+
 /// The error of a failed connection: refused credentials are a configuration problem, anything
 /// else a server that cannot be reached.
-fn connect_error(address: &str, e: redis::RedisError) -> Error {
-    let auth = e.kind() == redis::ErrorKind::AuthenticationFailed
-        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"));
-    let err = if auth {
+pub(crate) fn connect_error(address: &str, e: redis::RedisError) -> Error {
+    let err = if refused_credentials(&e) {
         Error::config(format!(
             "Redis at {address} refused the credentials: check the user and password in CACHE_URL \
              (and that the ACL user is enabled)"

@@ -15,12 +15,15 @@
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_core::{Cache, CacheBuilder};
 
+pub mod cluster;
 pub mod proxy;
 
+pub use cluster::RedisCluster;
 pub use proxy::{FaultProxy, Mode};
 
 /// A `redis-server` on 127.0.0.1 in a temporary directory, killed when dropped.
@@ -241,6 +244,11 @@ pub enum Fixture {
     Redis(RedisServer),
     /// Redis with a local tier in front (one replica's view).
     Tiered(RedisServer),
+    /// The test binary's shared cluster (see [`Fixture::cluster`]) and this test's namespace.
+    Cluster {
+        cluster: &'static RedisCluster,
+        namespace: String,
+    },
 }
 
 impl Fixture {
@@ -261,6 +269,22 @@ impl Fixture {
         match self {
             Self::Memory => None,
             Self::Redis(server) | Self::Tiered(server) => Some(server),
+            Self::Cluster { .. } => None,
+        }
+    }
+
+    /// The test binary's one Redis Cluster, with a namespace no other test of the binary uses.
+    ///
+    /// Shared because a cluster takes over 2 s to start (a master waits 2 s after its start
+    /// before it declares the cluster ok): one per test would add minutes to the suite. The
+    /// tests stay isolated by namespace: [`builder`](Self::builder) and [`cache`](Self::cache)
+    /// use this test's own, and a test that sets a namespace itself must pick one no other
+    /// test of its binary uses.
+    pub fn cluster() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        Self::Cluster {
+            cluster: RedisCluster::shared(),
+            namespace: format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed)),
         }
     }
 
@@ -272,6 +296,18 @@ impl Fixture {
             Self::Tiered(server) => Cache::builder()
                 .url(server.url())
                 .local_tier(10_000, Duration::from_secs(60)),
+            Self::Cluster { cluster, namespace } => {
+                Cache::builder().url(cluster.url()).namespace(namespace)
+            }
+        }
+    }
+
+    /// The URL of this fixture's backend, `None` for memory.
+    pub fn url(&self) -> Option<String> {
+        match self {
+            Self::Memory => None,
+            Self::Redis(server) | Self::Tiered(server) => Some(server.url()),
+            Self::Cluster { cluster, .. } => Some(cluster.url()),
         }
     }
 
@@ -280,8 +316,12 @@ impl Fixture {
         self.builder().build().await.expect("build the cache")
     }
 
+    /// True for a remote backend: a Redis server or a cluster.
     pub fn is_redis(&self) -> bool {
-        matches!(self, Self::Redis(_) | Self::Tiered(_))
+        matches!(
+            self,
+            Self::Redis(_) | Self::Tiered(_) | Self::Cluster { .. }
+        )
     }
 }
 
@@ -303,10 +343,11 @@ where
     }
 }
 
-/// Runs each named `async fn(&Fixture)` body as tests `memory::NAME`, `redis::NAME` and
-/// `tiered::NAME` (Redis behind a local tier), each on its own backend (a fresh redis-server
-/// for every Redis test). The `actix:` form runs
-/// them on actix-web's runtime instead of a multi-threaded tokio one.
+/// Runs each named `async fn(&Fixture)` body as four tests, `memory::NAME`, `redis::NAME`,
+/// `tiered::NAME` (Redis behind a local tier) and `cluster::NAME`, each on its own backend (a
+/// fresh redis-server for every Redis and tiered test, the binary's shared cluster with a
+/// namespace of its own for every cluster test). The `actix:` form runs them on actix-web's
+/// runtime instead of a multi-threaded tokio one.
 macro_rules! on_every_backend {
     (actix: $($name:ident),* $(,)?) => {
         $crate::support::on_every_backend!(@with [actix_web::test] $($name),*);
@@ -336,6 +377,14 @@ macro_rules! on_every_backend {
                 #[$attr]
                 async fn $name() {
                     super::$name(&$crate::support::Fixture::tiered()).await;
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[$attr]
+                async fn $name() {
+                    super::$name(&$crate::support::Fixture::cluster()).await;
                 }
             )*
         }
