@@ -12,6 +12,9 @@ pin_project! {
     /// A response body: stored bytes served from the cache, or the origin's body streaming
     /// through (after any prefix the cache read while deciding whether to store it).
     pub struct CacheBody<B: Body> {
+        // A stored body, apart from `prefix`: every hit sends one, and an empty `VecDeque`
+        // does not allocate.
+        whole: Option<Bytes>,
         prefix: VecDeque<Bytes>,
         #[pin]
         rest: Option<B>,
@@ -22,10 +25,7 @@ pin_project! {
 impl<B: Body> std::fmt::Debug for CacheBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheBody")
-            .field(
-                "buffered",
-                &self.prefix.iter().map(Bytes::len).sum::<usize>(),
-            )
+            .field("buffered", &self.buffered())
             .field("streaming", &self.rest.is_some())
             .finish()
     }
@@ -34,12 +34,9 @@ impl<B: Body> std::fmt::Debug for CacheBody<B> {
 impl<B: Body> CacheBody<B> {
     /// Bytes the cache holds.
     pub(crate) fn full(bytes: Bytes) -> Self {
-        let mut prefix = VecDeque::new();
-        if !bytes.is_empty() {
-            prefix.push_back(bytes);
-        }
         Self {
-            prefix,
+            whole: (!bytes.is_empty()).then_some(bytes),
+            prefix: VecDeque::new(),
             rest: None,
             error: None,
         }
@@ -48,6 +45,7 @@ impl<B: Body> CacheBody<B> {
     /// No body (HEAD, 304).
     pub(crate) fn empty() -> Self {
         Self {
+            whole: None,
             prefix: VecDeque::new(),
             rest: None,
             error: None,
@@ -57,6 +55,7 @@ impl<B: Body> CacheBody<B> {
     /// The origin's body, after `prefix` already read from it.
     pub(crate) fn streaming(prefix: VecDeque<Bytes>, rest: B) -> Self {
         Self {
+            whole: None,
             prefix,
             rest: Some(rest),
             error: None,
@@ -66,10 +65,17 @@ impl<B: Body> CacheBody<B> {
     /// What the origin sent before its body failed, then the failure.
     pub(crate) fn failed(prefix: VecDeque<Bytes>, error: B::Error) -> Self {
         Self {
+            whole: None,
             prefix,
             rest: None,
             error: Some(error),
         }
+    }
+
+    /// The bytes held, not yet sent.
+    fn buffered(&self) -> usize {
+        self.whole.as_ref().map_or(0, Bytes::len)
+            + self.prefix.iter().map(Bytes::len).sum::<usize>()
     }
 }
 
@@ -85,7 +91,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
-        if let Some(chunk) = this.prefix.pop_front() {
+        if let Some(chunk) = this.whole.take().or_else(|| this.prefix.pop_front()) {
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         if let Some(error) = this.error.take() {
@@ -98,13 +104,14 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.prefix.is_empty()
+        self.whole.is_none()
+            && self.prefix.is_empty()
             && self.error.is_none()
             && self.rest.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        let buffered: u64 = self.prefix.iter().map(|b| b.len() as u64).sum();
+        let buffered = self.buffered() as u64;
         match &self.rest {
             None => SizeHint::with_exact(buffered),
             Some(rest) => {

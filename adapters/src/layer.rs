@@ -179,7 +179,7 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         let engine = Arc::clone(&self.engine);
         ResponseFuture {
-            inner: Box::pin(async move { engine.handle(request, Inner(inner)).await }),
+            inner: Box::pin(engine.handle(request, Inner(inner))),
         }
     }
 }

@@ -7,6 +7,8 @@
 //! that is not a non-negative integer is [`Seconds::Invalid`], which makes the response stale
 //! (§4.2.1 encourages that), and one larger than 2^31 is 2^31 (§1.2.2).
 
+use std::borrow::Cow;
+
 use http::HeaderMap;
 use http::header::{CACHE_CONTROL, PRAGMA};
 
@@ -88,7 +90,7 @@ impl CacheControl {
     #[must_use]
     pub fn parse(headers: &HeaderMap) -> Self {
         let mut cc = Self::default();
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: Vec<Cow<'_, str>> = Vec::new();
         for value in headers.get_all(CACHE_CONTROL) {
             let Ok(text) = std::str::from_utf8(value.as_bytes()) else {
                 continue;
@@ -108,16 +110,18 @@ impl CacheControl {
     /// `no-cache` when there is no Cache-Control field (RFC 9111 §5.4).
     #[must_use]
     pub fn parse_request(headers: &HeaderMap) -> Self {
-        let mut cc = Self::parse(headers);
-        if !headers.contains_key(CACHE_CONTROL)
-            && headers.get_all(PRAGMA).iter().any(|v| {
-                std::str::from_utf8(v.as_bytes())
-                    .is_ok_and(|t| directives(t).any(|(name, _)| name == "no-cache"))
-            })
-        {
-            cc.no_cache = true;
+        if headers.contains_key(CACHE_CONTROL) {
+            return Self::parse(headers);
         }
-        cc
+        // Most requests carry neither field: one lookup each, nothing to parse.
+        let no_cache = headers.get_all(PRAGMA).iter().any(|v| {
+            std::str::from_utf8(v.as_bytes())
+                .is_ok_and(|t| directives(t).any(|(name, _)| name == "no-cache"))
+        });
+        Self {
+            no_cache,
+            ..Self::default()
+        }
     }
 
     /// A response's directives for a shared cache: those of a valid `CDN-Cache-Control`
@@ -220,8 +224,11 @@ fn seconds(arg: Option<&str>) -> Seconds {
 }
 
 /// The elements of a comma-separated list of `name[=value]`, names lowercased, quoted values
-/// unquoted. Commas inside quoted strings do not split.
-pub(crate) fn directives(text: &str) -> impl Iterator<Item = (String, Option<String>)> + '_ {
+/// unquoted. Commas inside quoted strings do not split. Borrowed from `text` unless lowercasing
+/// or unquoting changed them: a stored response's directives are parsed on every Redis hit.
+pub(crate) fn directives(
+    text: &str,
+) -> impl Iterator<Item = (Cow<'_, str>, Option<Cow<'_, str>>)> + '_ {
     split_list(text).filter_map(|element| {
         let (name, arg) = match element.split_once('=') {
             Some((name, arg)) => (name.trim(), Some(unquote(arg.trim()))),
@@ -230,7 +237,12 @@ pub(crate) fn directives(text: &str) -> impl Iterator<Item = (String, Option<Str
         if name.is_empty() || !name.bytes().all(is_tchar) {
             return None;
         }
-        Some((name.to_ascii_lowercase(), arg))
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
+        Some((name, arg))
     })
 }
 
@@ -270,9 +282,9 @@ pub(crate) fn split_list(text: &str) -> impl Iterator<Item = &str> + '_ {
     })
 }
 
-fn unquote(arg: &str) -> String {
+fn unquote(arg: &str) -> Cow<'_, str> {
     let Some(inner) = arg.strip_prefix('"').and_then(|a| a.strip_suffix('"')) else {
-        return arg.to_owned();
+        return Cow::Borrowed(arg);
     };
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
@@ -285,7 +297,7 @@ fn unquote(arg: &str) -> String {
             out.push(c);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// RFC 9110 `tchar`.

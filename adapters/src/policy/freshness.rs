@@ -48,13 +48,25 @@ fn age_value(headers: &HeaderMap) -> u64 {
 /// The current age of a stored response (RFC 9111 §4.2.3), in seconds.
 #[must_use]
 pub fn current_age(headers: &HeaderMap, timing: Timing, now: u64) -> u64 {
+    age_at(initial_age(headers, timing), timing, now)
+}
+
+/// The age of a response when it was received, `corrected_initial_age` in RFC 9111 §4.2.3:
+/// the part of [`current_age`] that does not change while it is stored.
+#[must_use]
+pub fn initial_age(headers: &HeaderMap, timing: Timing) -> u64 {
     let date = http_date(headers, DATE).unwrap_or(timing.response_time);
     let apparent_age = timing.response_time.saturating_sub(date);
     let response_delay = timing.response_time.saturating_sub(timing.request_time);
     let corrected_age_value = age_value(headers).saturating_add(response_delay);
-    let corrected_initial_age = apparent_age.max(corrected_age_value);
+    apparent_age.max(corrected_age_value)
+}
+
+/// [`current_age`] from a response's [`initial_age`]: that plus the time it has been stored.
+#[must_use]
+pub fn age_at(initial_age: u64, timing: Timing, now: u64) -> u64 {
     let resident_time = now.saturating_sub(timing.response_time);
-    corrected_initial_age
+    initial_age
         .saturating_add(resident_time)
         .min(DELTA_SECONDS_MAX)
 }
