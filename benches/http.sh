@@ -190,14 +190,15 @@ echo "==> servers"
 # Two http_targets (memory cache, Redis) and three calories-app (cache off, cache on Redis, cache
 # on memory), all on one MariaDB and one Redis. Only one is under load at a time.
 # Set by the two functions below; read directly or through ${!name}.
-PORT_memory='' PORT_redis='' PORT_off='' PORT_on=''
-start_targets() { # name cache_url -> sets PORT_<name> and PID_<name>
-    local name=$1 cache=$2 port pid
+PORT_memory='' PORT_redis='' PORT_tiered='' PORT_off='' PORT_on=''
+start_targets() { # name cache_url [local_capacity] -> sets PORT_<name> and PID_<name>
+    local name=$1 cache=$2 local_capacity=${3:-0} port pid
     for _ in 1 2 3 4 5; do
         port=$(free_port)
-        log_command "CACHE_URL=$cache $BIN/http_targets 127.0.0.1:$port &"
+        log_command "CACHE_URL=$cache CACHE_LOCAL_CAPACITY=$local_capacity $BIN/http_targets 127.0.0.1:$port &"
         if [ -n "$cache" ]; then
-            CACHE_URL=$cache "$BIN/http_targets" "127.0.0.1:$port" >"$OUT/targets-$name.log" 2>&1 &
+            CACHE_URL=$cache CACHE_LOCAL_CAPACITY=$local_capacity \
+                "$BIN/http_targets" "127.0.0.1:$port" >"$OUT/targets-$name.log" 2>&1 &
         else
             env -u CACHE_URL "$BIN/http_targets" "127.0.0.1:$port" >"$OUT/targets-$name.log" 2>&1 &
         fi
@@ -212,12 +213,13 @@ start_targets() { # name cache_url -> sets PORT_<name> and PID_<name>
     echo "http_targets ($name) did not start; see $OUT/targets-$name.log" >&2
     exit 1
 }
-start_app() { # name cache_url -> sets PORT_<name> and PID_<name>
-    local name=$1 cache=$2 port pid
+start_app() { # name cache_url [local_capacity] -> sets PORT_<name> and PID_<name>
+    local name=$1 cache=$2 local_capacity=${3:-0} port pid
     for _ in 1 2 3 4 5; do
         port=$(free_port)
         # The limits are far above the load so that the limiter counts but never refuses.
         local command=(env BIND_ADDR="127.0.0.1:$port" DATABASE_URL="$DB_URL" CACHE_URL="$cache"
+            CACHE_LOCAL_CAPACITY="$local_capacity"
             JWT_SECRET=bench-secret-bench-secret-bench-secret-0123
             RATE_LIMIT_PER_MINUTE=1000000000 RATE_LIMIT_ANON_PER_MINUTE=1000000000
             PHOTO_DIR="$DB_DIR/photos" "$BIN/calories-app")
@@ -236,8 +238,12 @@ start_app() { # name cache_url -> sets PORT_<name> and PID_<name>
 }
 start_targets memory ""
 start_targets redis "$REDIS_URL"
+# Redis behind a local tier (cache-core's local_tier): hits from the process, as a replica of a
+# scaled-out deployment serves them.
+start_targets tiered "$REDIS_URL" 10000
 start_app off none
 start_app on "$REDIS_URL"
+start_app tiered_app "$REDIS_URL" 10000
 # For comparison: the in-process memory cache and rate limiter, no Redis round trip at all.
 start_app mem ""
 fact body_bytes "$(curl -fsS "http://127.0.0.1:$PORT_memory/static" | wc -c)"
@@ -273,8 +279,10 @@ ROWS=(
     "static|memory|/static|0"
     "cached_memory|memory|/cached|0"
     "cached_redis|redis|/cached|0"
+    "cached_tiered|tiered|/cached|0"
     "daily_off|off|/meals/daily|1"
     "daily_on|on|/meals/daily|1"
+    "daily_on_tiered|tiered_app|/meals/daily|1"
     "daily_on_memory|mem|/meals/daily|1"
 )
 
@@ -334,6 +342,7 @@ done
 fact load_s $(($(date +%s) - LOAD_T0))
 # Each app's last answer, to show what was measured (Cache-Status of the HTTP layer's hits).
 fact cache_status_memory "$(curl -fsS -D - -o /dev/null "http://127.0.0.1:$PORT_memory/cached" | tr -d '\r' | sed -n 's/^cache-status: //Ip')"
+fact cache_status_tiered "$(curl -fsS -D - -o /dev/null "http://127.0.0.1:$PORT_tiered/cached" | tr -d '\r' | sed -n 's/^cache-status: //Ip')"
 fact cache_status_redis "$(curl -fsS -D - -o /dev/null "http://127.0.0.1:$PORT_redis/cached" | tr -d '\r' | sed -n 's/^cache-status: //Ip')"
 # Over the measured daily_on runs only: hits and misses of the daily and profile keys.
 fact daily_on_cache_hits "$HITS"

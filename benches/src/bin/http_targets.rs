@@ -108,7 +108,24 @@ async fn main() -> Result<(), Box<dyn Error>> {
     if !addr.ip().is_loopback() {
         return Err(format!("{addr}: the load targets listen on loopback only").into());
     }
-    let cache = Cache::from_env().await?;
+    // CACHE_LOCAL_CAPACITY (entries) puts a local tier in front of Redis, as calories-app does.
+    let cache = match (
+        std::env::var("CACHE_URL")
+            .ok()
+            .filter(|url| !url.is_empty()),
+        std::env::var("CACHE_LOCAL_CAPACITY")
+            .ok()
+            .and_then(|n| n.parse::<u64>().ok()),
+    ) {
+        (Some(url), Some(capacity)) if capacity > 0 => {
+            Cache::builder()
+                .url(url)
+                .local_tier(capacity, std::time::Duration::from_secs(300))
+                .build()
+                .await?
+        }
+        _ => Cache::from_env().await?,
+    };
     let body = food_page()?;
     let cached = Router::new()
         .route("/cached", get(fixed))
