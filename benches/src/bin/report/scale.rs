@@ -26,6 +26,7 @@ struct Invalidation {
     writes: u64,
     lost: u64,
     lost_after_ms: u64,
+    extra_read_backs: u64,
     from_call: Option<Delays>,
     from_return: Option<Delays>,
 }
@@ -49,6 +50,7 @@ impl Invalidation {
             writes: n("writes")?,
             lost: n("lost")?,
             lost_after_ms: n("lost_after_ms").unwrap_or(0),
+            extra_read_backs: n("extra_read_backs").unwrap_or(0),
             from_call: delays("from_call"),
             from_return: delays("from_return"),
         })
@@ -154,15 +156,17 @@ pub(crate) fn section(run: &Run, md: &mut String) {
          `SET`, then one `PUBLISH` on `{{namespace}}#invalidate`); the delay ends when B first \
          returns the new version (B drops its copy on the message and reads Redis). Measured \
          from just before A's `set` is called, and from when it returned (zero when B saw the \
-         value first). After each write the bench waits 2 ms and reads the key back into B; \
-         B's local copy is checked (the Redis copy removed behind its back) before the first \
-         write and after the last. {}\n\n\
+         value first). Before each write the bench waits 2 ms, reads the key back into B and \
+         proves B holds it locally: the Redis copy is taken away behind the caches' backs, B \
+         must still answer, and the copy is put back (a write B saw from Redis just before \
+         the message dropped its copy would otherwise time a Redis read). {}\n\n\
          | measured from | p50 | p90 | p99 | max | under 10 ms |\n|---|---|---|---|---|---|",
         inv.as_ref().map_or_else(
             || "No data in this run.".to_owned(),
             |i| format!(
-                "{} writes after 20 unmeasured ones; {} lost (not seen within {} ms).",
-                i.writes, i.lost, i.lost_after_ms
+                "{} writes after 20 unmeasured ones; {} lost (not seen within {} ms); {} extra \
+                 read-backs were needed to get B's local copy back.",
+                i.writes, i.lost, i.lost_after_ms, i.extra_read_backs
             )
         )
     );
