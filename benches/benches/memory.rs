@@ -1,7 +1,11 @@
 //! In-process benches: a cache-core memory hit against a `moka::future::Cache` get and the
-//! `cached` crate's sharded LRU+TTL store (each returning a clone of the value), the
+//! `cached` crate's sharded LRU+TTL store (each returning a clone of the value), a hit on the
+//! local tier of a Redis-backed cache against the memory hit (issue 8: within 1.5x), the
 //! `#[cache_result]` hit against the hand-written read-through, and the 1,000-request stampede
 //! against moka's own coalescing `get_with`.
+//!
+//! The local tier needs a Redis behind it (it subscribes to the invalidation channel):
+//! `BENCH_REDIS_URL`, or a `redis-server` the bench starts. Its hits never reach the server.
 
 // A benchmark whose setup fails has nothing to measure: it stops, loudly.
 #![allow(clippy::expect_used)]
@@ -10,6 +14,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use cache_benches::data::{daily_meals, small};
+use cache_benches::server::Redis;
 use cache_benches::stampede::{self, Tally};
 use cache_benches::{facts, paired, read_through, settings};
 use cache_core::{Cache, Cacheable};
@@ -26,16 +31,62 @@ fn current_thread() -> Runtime {
 }
 
 fn memory_benches(c: &mut Criterion) {
+    let server = Redis::from_env_or_start();
     let rt = current_thread();
-    hits(c, &rt, "1kib", daily_meals());
-    hits(c, &rt, "100b", small());
+    hits(c, &rt, server.url(), "1kib", daily_meals());
+    hits(c, &rt, server.url(), "100b", small());
     read_through_hits(c, &rt);
     drop(rt);
     stampede(c);
+    drop(server);
 }
 
-fn hits<T: Cacheable + std::fmt::Debug>(c: &mut Criterion, rt: &Runtime, size: &str, value: T) {
+/// A cache on the Redis at `url` with a local tier as large and long-lived as the memory
+/// cache it is compared with, holding `value` under `key` locally.
+///
+/// Checked, not assumed: the key is then removed from Redis behind the cache's back (no
+/// invalidation is sent), and the cache must still answer it, which only its local tier can.
+fn tiered<T: Cacheable + std::fmt::Debug>(rt: &Runtime, url: &str, key: &str, value: &T) -> Cache {
+    rt.block_on(async {
+        let cache = Cache::builder()
+            .url(url)
+            .namespace("bench_tier")
+            .local_tier(10_000, TTL)
+            .build()
+            .await
+            .expect("cache-core with a local tier connects to the bench Redis");
+        assert!(
+            cache.is_local_tier_active(),
+            "the local tier is not subscribed to its invalidation channel"
+        );
+        cache.set(key, value, TTL).await.expect("tiered set");
+        let mut conn = redis::Client::open(url)
+            .expect("redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("raw connection");
+        redis::cmd("DEL")
+            .arg(format!("bench_tier:{key}"))
+            .query_async::<u64>(&mut conn)
+            .await
+            .expect("DEL of the Redis copy");
+        assert!(
+            cache.get::<T>(key).await.expect("tiered get").is_some(),
+            "a tiered get went past the local tier to Redis"
+        );
+        cache
+    })
+}
+
+fn hits<T: Cacheable + std::fmt::Debug>(
+    c: &mut Criterion,
+    rt: &Runtime,
+    url: &str,
+    size: &str,
+    value: T,
+) {
     let key = format!("hit:{size}");
+    let tiered = tiered(rt, url, &key, &value);
     // Each as a user builds it: bounded to 10,000 entries, values living 10 minutes.
     let cache = Cache::memory();
     let moka: moka::future::Cache<String, T> = moka::future::Cache::builder()
@@ -66,6 +117,10 @@ fn hits<T: Cacheable + std::fmt::Debug>(c: &mut Criterion, rt: &Runtime, size: &
         b.to_async(rt)
             .iter(|| async { black_box(sharded.get(&key)) });
     });
+    group.bench_function("cache-core-tiered", |b| {
+        b.to_async(rt)
+            .iter(|| async { black_box(tiered.get::<T>(&key).await) });
+    });
     group.finish();
 
     let project = |n| timed(rt, n, || async { black_box(cache.get::<T>(&key).await) });
@@ -78,6 +133,15 @@ fn hits<T: Cacheable + std::fmt::Debug>(c: &mut Criterion, rt: &Runtime, size: &
         project,
         |n| timed(rt, n, || async { black_box(sharded.get(&key)) }),
     );
+    // Issue 8's target: the local tier costs what a memory hit does (within 1.5x).
+    paired::compare(
+        &format!("memory_hit_{size}_tiered_vs_memory"),
+        BLOCK,
+        |n| timed(rt, n, || async { black_box(tiered.get::<T>(&key).await) }),
+        project,
+    );
+    // Its subscriber and connections close on the runtime that runs them.
+    rt.block_on(async move { drop(tiered) });
 }
 
 /// Interleaved blocks of this length for the paired ratios.

@@ -7,7 +7,7 @@
 //!
 //! | variable | meaning |
 //! |---|---|
-//! | `BENCH_REDIS_URL` | a `redis://127.0.0.1:PORT/0` to measure against (loopback only); unset, each bench binary starts its own `redis-server` |
+//! | `BENCH_REDIS_URL` | a `redis://127.0.0.1:PORT/0` to measure against (loopback only): the redis and scale benches, and the memory bench's local-tier row; unset, each bench binary starts its own `redis-server` |
 //! | `BENCH_QUICK` | `1`: shorter warm-up and measurement, 10 samples (the `run.sh --quick` mode) |
 //! | `BENCH_FACTS_DIR` | where to write the facts as JSON files, for the report |
 //! | `BENCH_PAIRED` | `0`: skip the paired ratio runs (when profiling one bench) |

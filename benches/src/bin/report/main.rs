@@ -16,6 +16,7 @@ mod chart;
 mod http;
 mod inputs;
 mod markdown;
+mod scale;
 
 use std::error::Error;
 use std::path::PathBuf;

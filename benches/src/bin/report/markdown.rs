@@ -45,7 +45,7 @@ pub(crate) fn rate(per_s: f64) -> String {
     }
 }
 
-fn time_fig(s: Option<Stat>) -> String {
+pub(crate) fn time_fig(s: Option<Stat>) -> String {
     s.map_or_else(
         || "n/a".to_owned(),
         |s| format!("{} ({}–{})", time(s.median), time(s.min), time(s.max)),
@@ -66,7 +66,7 @@ fn time_ratio(p: Option<Paired>) -> String {
 
 /// The same with `digits` decimals (the targets table: enough to see which side of a
 /// threshold a ratio falls).
-fn time_ratio_to(p: Option<Paired>, digits: usize) -> String {
+pub(crate) fn time_ratio_to(p: Option<Paired>, digits: usize) -> String {
     p.map_or_else(
         || "n/a".to_owned(),
         |p| format!("{:.*}x ({:.2}–{:.2})", digits, p.median, p.p10, p.p90),
@@ -93,7 +93,7 @@ fn rate_ratio_to(p: Option<Paired>, digits: usize) -> String {
     )
 }
 
-fn median_ratio(a: Option<Stat>, b: Option<Stat>) -> String {
+pub(crate) fn median_ratio(a: Option<Stat>, b: Option<Stat>) -> String {
     match (a, b) {
         (Some(a), Some(b)) => format!("{:.3}x", a.median / b.median),
         _ => "n/a".to_owned(),
@@ -108,12 +108,12 @@ pub(crate) fn verdict(met: Option<bool>) -> &'static str {
     }
 }
 
-struct Target {
-    target: String,
-    figures: String,
-    paired: String,
-    criterion: String,
-    met: Option<bool>,
+pub(crate) struct Target {
+    pub(crate) target: String,
+    pub(crate) figures: String,
+    pub(crate) paired: String,
+    pub(crate) criterion: String,
+    pub(crate) met: Option<bool>,
 }
 
 fn targets(run: &Run) -> Vec<Target> {
@@ -250,6 +250,7 @@ fn targets(run: &Run) -> Vec<Target> {
             met: min.zip(max).map(|(min, max)| min == 1 && max == 1),
         });
     }
+    rows.extend(crate::scale::targets(run));
     rows
 }
 
@@ -332,6 +333,7 @@ pub(crate) fn render(run: &Run, analysis: bool) -> String {
 
     redis_tables(run, &mut md);
     other_tables(run, &mut md);
+    crate::scale::section(run, &mut md);
     ceiling_table(run, &mut md);
 
     crate::http::section(run.http.as_ref(), analysis, &mut md);
@@ -459,17 +461,20 @@ fn other_tables(run: &Run, md: &mut String) {
         md,
         "\n## Memory hit (clone of the value included)\n\n\
          `Cache::memory()` (10,000 entries, per-entry TTL) against `moka::future::Cache` \
-         (10,000 entries, 600 s TTL) and the `cached` crate's `ShardedLruTtlCache` (same bounds).\n\n\
-         | value | cache-core | moka future | cached sharded | cache-core / moka (paired) | cache-core / cached (paired) |\n|---|---|---|---|---|---|"
+         (10,000 entries, 600 s TTL) and the `cached` crate's `ShardedLruTtlCache` (same bounds); \
+         beside them, a hit on the local tier of a Redis-backed cache (same bounds, see \
+         Scale-out).\n\n\
+         | value | cache-core | moka future | cached sharded | cache-core tiered (local hit) | cache-core / moka (paired) | cache-core / cached (paired) |\n|---|---|---|---|---|---|---|"
     );
     for (size, label, _) in SIZES {
         let g = format!("memory_hit_{size}");
         let _ = writeln!(
             md,
-            "| {label} | {} | {} | {} | {} | {} |",
+            "| {label} | {} | {} | {} | {} | {} | {} |",
             t(&g, "cache-core"),
             t(&g, "moka-future"),
             t(&g, "cached-sharded"),
+            t(&g, "cache-core-tiered"),
             time_ratio(run.paired(&format!("{g}_vs_moka"))),
             time_ratio(run.paired(&format!("{g}_vs_cached")))
         );
