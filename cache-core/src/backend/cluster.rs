@@ -54,7 +54,8 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectio
 use tokio::sync::mpsc;
 
 use super::redis::{
-    connect_error, px, refused_credentials, scripts, set_cmd, subscribe, untrusted_certificate,
+    connect_error, px, refused_credentials, replace_cmd, scripts, set_cmd, set_if_absent_cmd,
+    subscribe, untrusted_certificate,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -606,9 +607,7 @@ impl super::Backend for RedisClusterBackend {
     }
 
     async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
-        let mut cmd = set_cmd(key, value, Some(ttl));
-        cmd.arg("NX");
-        let stored: Option<String> = self.query(&cmd).await?;
+        let stored: Option<String> = self.query(&set_if_absent_cmd(key, value, ttl)).await?;
         Ok(stored.is_some())
     }
 
@@ -623,9 +622,7 @@ impl super::Backend for RedisClusterBackend {
     }
 
     async fn replace_if_present(&self, key: &str, value: &[u8]) -> Result<bool> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value).arg("XX").arg("KEEPTTL");
-        let replaced: Option<String> = self.query(&cmd).await?;
+        let replaced: Option<String> = self.query(&replace_cmd(key, value)).await?;
         Ok(replaced.is_some())
     }
 

@@ -347,6 +347,20 @@ pub(crate) fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::
     cmd
 }
 
+/// `SET key value PX ttl NX`: stores only where nothing is (a lease).
+pub(crate) fn set_if_absent_cmd(key: &str, value: &[u8], ttl: Duration) -> redis::Cmd {
+    let mut cmd = set_cmd(key, value, Some(ttl));
+    cmd.arg("NX");
+    cmd
+}
+
+/// `SET key value XX KEEPTTL`: replaces an existing value, keeping its expiry (a tag version).
+pub(crate) fn replace_cmd(key: &str, value: &[u8]) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value).arg("XX").arg("KEEPTTL");
+    cmd
+}
+
 /// `ttl` in whole milliseconds for `PX`, rounded up: a 500 µs TTL must not become `PX 0`,
 /// which Redis rejects.
 pub(crate) fn px(ttl: Duration) -> u64 {
@@ -430,9 +444,7 @@ impl super::Backend for RedisBackend {
     }
 
     async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
-        let mut cmd = set_cmd(key, value, Some(ttl));
-        cmd.arg("NX");
-        let stored: Option<String> = self.query(&cmd).await?;
+        let stored: Option<String> = self.query(&set_if_absent_cmd(key, value, ttl)).await?;
         Ok(stored.is_some())
     }
 
@@ -447,9 +459,7 @@ impl super::Backend for RedisBackend {
     }
 
     async fn replace_if_present(&self, key: &str, value: &[u8]) -> Result<bool> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value).arg("XX").arg("KEEPTTL");
-        let replaced: Option<String> = self.query(&cmd).await?;
+        let replaced: Option<String> = self.query(&replace_cmd(key, value)).await?;
         Ok(replaced.is_some())
     }
 
