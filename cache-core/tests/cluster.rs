@@ -17,10 +17,16 @@ use support::{RedisCluster, eventually, free_port};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
+/// Batches of up to 1,000 keys over three nodes: a generous operation timeout, so that a
+/// loaded test machine cannot turn a slow batch into a failure (timeouts are `faults.rs`'s
+/// subject, and the dead-master test's below).
+const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn cache_on(cluster: &RedisCluster, namespace: &str) -> Cache {
     Cache::builder()
         .url(cluster.url())
         .namespace(namespace)
+        .operation_timeout(BATCH_TIMEOUT)
         .build()
         .await
         .expect("build a cache on the cluster")
@@ -371,6 +377,7 @@ mod tls {
             .url(cluster.url())
             .namespace("tls")
             .tls_root_certificates(pki.ca_pem.clone())
+            .operation_timeout(BATCH_TIMEOUT)
             .build()
             .await
             .unwrap();
