@@ -1278,7 +1278,13 @@ impl Cache {
         if let (Some(local), Some(epoch), Lookup::Hit(value)) = (local, epoch, &found) {
             self.fill_local(local, key, value, &bytes, epoch);
         }
-        Ok((found, envelope::life_used(&bytes, envelope::now_millis())))
+        // The clock only for refresh-ahead: a plain read does not pay for it.
+        let used = if aged {
+            envelope::life_used(&bytes, envelope::now_millis())
+        } else {
+            0.0
+        };
+        Ok((found, used))
     }
 
     /// Copies a value read from the backend into the local tier, for at most the local TTL
