@@ -331,3 +331,24 @@ async fn on_a_cluster_replicas_see_each_others_writes_and_tags() {
     c.delete_pattern("day:*").await.unwrap();
     converges(a, "day:0", None).await;
 }
+
+/// A dropped cache closes its subscription at once, not at the channel's next message: a
+/// service that builds and drops caches (tests, reloads) leaves no connections behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_cache_unsubscribes() {
+    let server = RedisServer::start();
+    let subscribers = || -> u64 {
+        let counts: Vec<(String, u64)> = ::redis::cmd("PUBSUB")
+            .arg(&["NUMSUB", "app#invalidate"][..])
+            .query(&mut server.connection())
+            .unwrap();
+        counts[0].1
+    };
+    let cache = replica(&server, HOUR).await;
+    assert_eq!(subscribers(), 1);
+    drop(cache);
+    assert!(
+        eventually(ARRIVAL, || async { subscribers() == 0 }).await,
+        "the subscription outlived its cache"
+    );
+}

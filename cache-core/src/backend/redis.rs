@@ -515,7 +515,14 @@ pub(crate) async fn subscribe(
     // Bounded: a receiver that stops reading holds the forwarder, not unbounded memory.
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(async move {
-        while let Some(message) = messages.next().await {
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => message,
+                // The subscriber is gone (its cache was dropped): close the connection now
+                // rather than at the channel's next message.
+                () = tx.closed() => return,
+            };
+            let Some(message) = message else { return };
             if tx.send(message.get_payload_bytes().to_vec()).await.is_err() {
                 return;
             }
