@@ -27,6 +27,26 @@ async fn replica(server: &RedisServer, local_ttl: Duration) -> Cache {
     cache
 }
 
+/// A cache on the same namespace without a local tier: its writes publish nothing, as if
+/// their invalidations were lost.
+async fn silent(server: &RedisServer) -> Cache {
+    Cache::builder()
+        .url(server.url())
+        .namespace("app")
+        .build()
+        .await
+        .unwrap()
+}
+
+/// How many connections are subscribed to the namespace's invalidation channel.
+fn subscribers(server: &RedisServer) -> u64 {
+    let counts: Vec<(String, u64)> = ::redis::cmd("PUBSUB")
+        .arg(&["NUMSUB", "app#invalidate"][..])
+        .query(&mut server.connection())
+        .unwrap();
+    counts[0].1
+}
+
 async fn replicas(server: &RedisServer) -> [Cache; 3] {
     [
         replica(server, HOUR).await,
@@ -160,12 +180,7 @@ async fn without_an_invalidation_the_local_ttl_bounds_staleness() {
     let server = RedisServer::start();
     let local_ttl = Duration::from_millis(400);
     let tiered = replica(&server, local_ttl).await;
-    let silent = Cache::builder()
-        .url(server.url())
-        .namespace("app")
-        .build()
-        .await
-        .unwrap();
+    let silent = silent(&server).await;
     silent.set("day", &1_u32, HOUR).await.unwrap();
     assert_eq!(tiered.get::<u32>("day").await.unwrap(), Some(1));
     let filled = tokio::time::Instant::now();
@@ -188,12 +203,7 @@ async fn without_an_invalidation_the_local_ttl_bounds_staleness() {
 async fn a_replica_that_loses_its_subscription_clears_its_tier_and_resubscribes() {
     let server = RedisServer::start();
     let [writer, reader, _third] = replicas(&server).await;
-    let silent = Cache::builder()
-        .url(server.url())
-        .namespace("app")
-        .build()
-        .await
-        .unwrap();
+    let silent = silent(&server).await;
     // Written without an invalidation, so that none arrives after the reader's fill.
     silent.set("day", &1_u32, HOUR).await.unwrap();
     assert_eq!(reader.get::<u32>("day").await.unwrap(), Some(1));
@@ -216,13 +226,7 @@ async fn a_replica_that_loses_its_subscription_clears_its_tier_and_resubscribes(
     })
     .await;
     assert!(resubscribed);
-    let subscribers = || -> u64 {
-        let counts: Vec<(String, u64)> = ::redis::cmd("PUBSUB")
-            .arg(&["NUMSUB", "app#invalidate"][..])
-            .query(&mut server.connection())
-            .unwrap();
-        counts[0].1
-    };
+    let subscribers = || subscribers(&server);
     assert!(
         eventually(ARRIVAL, || async { subscribers() == 3 }).await,
         "every replica subscribed again"
@@ -337,13 +341,7 @@ async fn on_a_cluster_replicas_see_each_others_writes_and_tags() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_cache_unsubscribes() {
     let server = RedisServer::start();
-    let subscribers = || -> u64 {
-        let counts: Vec<(String, u64)> = ::redis::cmd("PUBSUB")
-            .arg(&["NUMSUB", "app#invalidate"][..])
-            .query(&mut server.connection())
-            .unwrap();
-        counts[0].1
-    };
+    let subscribers = || subscribers(&server);
     let cache = replica(&server, HOUR).await;
     assert_eq!(subscribers(), 1);
     drop(cache);
