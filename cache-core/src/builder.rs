@@ -259,7 +259,7 @@ impl CacheBuilder {
                 ));
             }
             let name = backend.name();
-            return Cache::with_remote(&self, backend, name).await;
+            return Cache::with_remote(&self, backend, None, name).await;
         }
         match self.url.as_deref().map(url::parse).transpose()? {
             None | Some(Target::Memory) if self.local_tier.is_some() => Err(Error::config(
@@ -278,7 +278,9 @@ impl CacheBuilder {
                     self.operation_timeout,
                 )
                 .await?;
-                Cache::with_remote(&self, std::sync::Arc::new(backend), "redis").await
+                let backend = std::sync::Arc::new(backend);
+                let direct = std::sync::Arc::clone(&backend);
+                Cache::with_remote(&self, backend, Some(direct), "redis").await
             }
             Some(Target::Cluster(nodes)) => {
                 let url = self.url.as_deref().unwrap_or_default();
@@ -290,7 +292,7 @@ impl CacheBuilder {
                     self.operation_timeout,
                 )
                 .await?;
-                Cache::with_remote(&self, std::sync::Arc::new(backend), "redis-cluster").await
+                Cache::with_remote(&self, std::sync::Arc::new(backend), None, "redis-cluster").await
             }
         }
     }

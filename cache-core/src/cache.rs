@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, RedisBackend};
 use crate::builder::CacheBuilder;
 use crate::codec::CodecKind;
 use crate::envelope;
@@ -77,6 +77,9 @@ enum Store {
 
 struct Remote {
     backend: Arc<dyn Backend>,
+    /// The same backend when it is the built-in Redis one: the hit and write paths call it
+    /// directly, without the boxed future of a `dyn Backend` call or a full key built first.
+    redis: Option<Arc<RedisBackend>>,
     kind: &'static str,
     timeout: Duration,
     breaker: Breaker,
@@ -201,6 +204,7 @@ impl Cache {
     pub(crate) async fn with_remote(
         config: &CacheBuilder,
         backend: Arc<dyn Backend>,
+        redis: Option<Arc<RedisBackend>>,
         kind: &'static str,
     ) -> Result<Self> {
         let metrics = Metrics::new(&config.namespace, kind);
@@ -225,6 +229,7 @@ impl Cache {
         };
         let remote = Remote {
             backend,
+            redis,
             kind,
             timeout: config.operation_timeout,
             breaker,
@@ -501,10 +506,18 @@ impl Cache {
             }
             Store::Remote(remote) => {
                 let bytes = envelope::encode_tagged(inner.codec, value, fresh, &tags)?;
-                let full = inner.full_key(key);
                 let epoch = remote.local.as_ref().map(LocalTier::epoch);
-                self.call(remote, Op::Set, remote.backend.set(&full, &bytes, keep))
-                    .await?;
+                match &remote.redis {
+                    Some(redis) => {
+                        let set = redis.set_prefixed(&inner.prefix, key, &bytes, keep);
+                        self.call(remote, Op::Set, set).await?;
+                    }
+                    None => {
+                        let full = inner.full_key(key);
+                        let set = remote.backend.set(&full, &bytes, keep);
+                        self.call(remote, Op::Set, set).await?;
+                    }
+                }
                 if let (Some(local), Some(epoch)) = (&remote.local, epoch) {
                     if tags.is_empty() {
                         let local_ttl = fresh.map_or(local.ttl, |fresh| fresh.min(local.ttl));
@@ -1233,8 +1246,8 @@ impl Cache {
     }
 
     /// Reads `key` without counting it.
-    async fn lookup<T: Cacheable>(&self, key: &str) -> Result<Lookup<T>> {
-        self.lookup_tagged(key, &[]).await
+    fn lookup<T: Cacheable>(&self, key: &str) -> impl Future<Output = Result<Lookup<T>>> {
+        self.lookup_tagged(key, &[])
     }
 
     /// Reads `key` without counting it; `tags`, the tags the caller expects it to have, are
@@ -1316,24 +1329,41 @@ impl Cache {
     /// tags are read in the same round trip as the value, any others in one more.
     async fn fetch(&self, remote: &Remote, key: &str, known: &[String]) -> Result<Option<Vec<u8>>> {
         let inner = &*self.inner;
-        let full = inner.full_key(key);
-        if known.is_empty() {
-            let bytes = self
-                .call(remote, Op::Get, remote.backend.get(&full))
-                .await?;
-            if bytes
-                .as_deref()
-                .is_none_or(|b| envelope::tags(b).is_empty())
-            {
-                return Ok(bytes);
-            }
-            let found = [bytes];
-            let current = self.current_tags(remote, &found, Vec::new()).await?;
-            let [bytes] = found;
-            return Ok(bytes.filter(|_| current.first().copied().unwrap_or(false)));
+        if !known.is_empty() {
+            // Boxed, as is every tag path below: a read's future holds room for its largest
+            // branch, and every read moves that future several times on its way down.
+            return Box::pin(self.fetch_with_tags(remote, key, known)).await;
         }
+        let bytes = match &remote.redis {
+            Some(redis) => {
+                let get = redis.get_prefixed(&inner.prefix, key);
+                self.call(remote, Op::Get, get).await?
+            }
+            None => {
+                let full = inner.full_key(key);
+                self.call(remote, Op::Get, remote.backend.get(&full))
+                    .await?
+            }
+        };
+        if bytes
+            .as_deref()
+            .is_none_or(|b| envelope::tags(b).is_empty())
+        {
+            return Ok(bytes);
+        }
+        Box::pin(self.check_tags(remote, bytes, Vec::new())).await
+    }
+
+    /// [`fetch`](Self::fetch) of a value and the versions of the `known` tags, in one round trip.
+    async fn fetch_with_tags(
+        &self,
+        remote: &Remote,
+        key: &str,
+        known: &[String],
+    ) -> Result<Option<Vec<u8>>> {
+        let inner = &*self.inner;
         let mut keys = Vec::with_capacity(1 + known.len());
-        keys.push(full);
+        keys.push(inner.full_key(key));
         keys.extend(known.iter().map(|tag| inner.tag_key(tag)));
         let mut found = self
             .call(remote, Op::Get, remote.backend.get_many(&keys))
@@ -1341,8 +1371,19 @@ impl Cache {
             .into_iter();
         let bytes = found.next().flatten();
         let versions: Vec<(String, Option<Vec<u8>>)> = known.iter().cloned().zip(found).collect();
+        self.check_tags(remote, bytes, versions).await
+    }
+
+    /// `bytes`, or `None` when one of the tags it records was invalidated since it was written.
+    /// `known`: tag versions already read.
+    async fn check_tags(
+        &self,
+        remote: &Remote,
+        bytes: Option<Vec<u8>>,
+        known: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Result<Option<Vec<u8>>> {
         let found = [bytes];
-        let current = self.current_tags(remote, &found, versions).await?;
+        let current = self.current_tags(remote, &found, known).await?;
         let [bytes] = found;
         Ok(bytes.filter(|_| current.first().copied().unwrap_or(false)))
     }
@@ -1423,51 +1464,58 @@ impl Cache {
         None
     }
 
-    async fn call<T>(
-        &self,
-        remote: &Remote,
+    fn call<'a, T>(
+        &'a self,
+        remote: &'a Remote,
         op: Op,
-        fut: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        self.guarded(remote, op, Some(remote.timeout), fut).await
+        fut: impl Future<Output = Result<T>> + 'a,
+    ) -> impl Future<Output = Result<T>> {
+        self.guarded(remote, op, Some(remote.timeout), fut)
     }
 
     /// Runs one backend operation under the failure policy: breaker, timeout, metrics.
     /// `timeout: None` is for operations that bound their own steps (`delete_pattern`).
-    async fn guarded<T>(
-        &self,
-        remote: &Remote,
+    ///
+    /// Combinators rather than an `async fn`: an `async fn` keeps its argument `fut` for its
+    /// whole life besides the copy it awaits, and the future of every backend call would carry
+    /// that twice, then be moved whole on every read.
+    fn guarded<'a, T>(
+        &'a self,
+        remote: &'a Remote,
         op: Op,
         timeout: Option<Duration>,
-        fut: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
+        fut: impl Future<Output = Result<T>> + 'a,
+    ) -> impl Future<Output = Result<T>> {
+        use futures_util::FutureExt as _;
+        use futures_util::future::Either;
+
         let metrics = &self.inner.metrics;
         let Some(attempt) = remote.breaker.attempt(timeout.is_some()) else {
             let err = Error::circuit_open(op.as_str());
             metrics.error(op, err.kind());
-            return Err(err);
+            return Either::Left(std::future::ready(Err(err)));
         };
-        let started = Instant::now();
-        let result = match timeout {
-            Some(limit) => tokio::time::timeout(limit, fut)
-                .await
-                .unwrap_or_else(|_| Err(Error::timeout(op.as_str(), limit))),
-            None => fut.await,
-        };
-        metrics.latency(op).record(started.elapsed());
-        match &result {
-            Ok(_) => attempt.succeeded(),
-            Err(err) => {
-                metrics.error(op, err.kind());
-                if err.is_unavailable() {
-                    attempt.failed();
-                } else {
-                    // The backend answered; only its answer was unusable.
-                    attempt.succeeded();
+        let started = metrics.start();
+        // Unbounded: a deadline past any the clock can reach, which never fires.
+        let limit = timeout.unwrap_or(Duration::MAX);
+        let timed = tokio::time::timeout(limit, fut).map(move |result| {
+            let result = result.unwrap_or_else(|_| Err(Error::timeout(op.as_str(), limit)));
+            metrics.record_latency(op, started);
+            match &result {
+                Ok(_) => attempt.succeeded(),
+                Err(err) => {
+                    metrics.error(op, err.kind());
+                    if err.is_unavailable() {
+                        attempt.failed();
+                    } else {
+                        // The backend answered; only its answer was unusable.
+                        attempt.succeeded();
+                    }
                 }
             }
-        }
-        result
+            result
+        });
+        Either::Right(timed)
     }
 }
 

@@ -2,33 +2,49 @@
 //!
 //! # Connections
 //!
-//! The backend holds a small fixed set of `redis` [`ConnectionManager`]s (default: one) and
-//! hands operations to them round-robin. Each is a *multiplexed* connection: concurrent
-//! operations share it and are pipelined on the wire, instead of each operation checking a
-//! connection out of a pool and holding it for a round trip. On this project's machine, with 50
-//! concurrent tasks, a deadpool-redis checkout per operation gave about 50,000 ops/s where one
-//! shared multiplexed connection gave 250,000 to 360,000. The manager also reconnects by itself
-//! after a broken connection, which is what lets the cache recover from a Redis restart with no
-//! restart of its own. More connections help only once one connection's socket is the
-//! bottleneck (many cores); see [`CacheBuilder::pool_size`](crate::CacheBuilder::pool_size).
+//! The backend holds a small fixed set of `redis` [`MultiplexedConnection`]s (default: one) and
+//! hands operations to them round-robin. Concurrent operations share a multiplexed connection
+//! and are pipelined on the wire, instead of each operation checking a connection out of a pool
+//! and holding it for a round trip. On this project's machine, with 50 concurrent tasks, a
+//! deadpool-redis checkout per operation gave about 50,000 ops/s where one shared multiplexed
+//! connection gave 250,000 to 360,000. More connections help only once one connection's socket
+//! is the bottleneck (many cores); see [`CacheBuilder::pool_size`](crate::CacheBuilder::pool_size).
+//!
+//! # Reconnecting
+//!
+//! An error after which a connection cannot be used again (the server closed it, a reply could
+//! not be parsed) retires that connection; the next operation on its slot connects a new one,
+//! under that operation's timeout, and concurrent operations wait for that one attempt rather
+//! than each making their own. A failed attempt leaves the slot empty for the next operation to
+//! try again, paced by the cache's circuit breaker. That is what lets the cache recover from a
+//! Redis restart with no restart of its own (`tests/faults.rs`).
+//!
+//! Why not `redis::aio::ConnectionManager`, which reconnects by itself: it reaches its connection
+//! through an `ArcSwap` and a shared future on every command, about 400 instructions per
+//! operation, 4% of a whole `GET` (benches/ANALYSIS.md §1); and when a *reconnection* failed
+//! other than on I/O (a handshake cut mid-way, refused credentials) it kept that failed
+//! connection and returned its error to every later call, so it had to be replaced by hand
+//! anyway.
 
 use std::fmt;
 use std::future::Future;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::mpsc;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{OnceCell, mpsc};
 
 use crate::error::{Error, ErrorKind, Result};
 
 /// How many keys one `SCAN` step asks for, and so the most one `UNLINK` removes.
 const SCAN_BATCH: usize = 1_000;
 
-/// Redis through a few shared, multiplexed, self-reconnecting connections.
+/// Redis through a few shared, multiplexed, reconnecting connections.
 ///
 /// Usually built for you by [`Cache::connect`](crate::Cache::connect); build one directly to wrap
 /// it in your own [`Backend`](super::Backend) decorator, given to
@@ -43,33 +59,35 @@ const SCAN_BATCH: usize = 1_000;
 /// # Ok(()) }
 /// ```
 pub struct RedisBackend {
-    connections: Box<[RwLock<Slot>]>,
+    slots: Box<[RwLock<Slot>]>,
     next: AtomicUsize,
     address: String,
     op_timeout: Duration,
-    /// What a replacement manager is made from (see [`needs_new_manager`]).
+    /// What a replacement connection is made from.
     client: redis::Client,
-    config: ConnectionManagerConfig,
+    config: AsyncConnectionConfig,
 }
 
-/// One connection manager and how many times it has been replaced.
+/// One connection of the set, and how many times it has been retired.
 struct Slot {
     generation: u64,
-    manager: ConnectionManager,
+    /// Empty until connected: the first operation to find it empty connects it, the others
+    /// wait for that attempt.
+    connection: Arc<OnceCell<MultiplexedConnection>>,
 }
 
-/// A connection manager taken for one operation, and where it came from.
+/// A connection taken for one operation, and where it came from.
 struct Lease {
     slot: usize,
     generation: u64,
-    manager: ConnectionManager,
+    connection: MultiplexedConnection,
 }
 
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
             .field("address", &self.address)
-            .field("connections", &self.connections.len())
+            .field("connections", &self.slots.len())
             .finish_non_exhaustive()
     }
 }
@@ -103,26 +121,24 @@ impl RedisBackend {
         op_timeout: Duration,
     ) -> Result<Self> {
         let address = crate::url::redact(url);
-        let config = ConnectionManagerConfig::new()
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect_timeout))
             // The cache times every operation itself (and that timeout also covers waiting for a
             // reconnect); a second, per-reply timer inside the connection would only add cost.
-            .set_response_timeout(None)
-            // A failed command triggers a reconnect; one attempt per trigger keeps an outage from
-            // piling up retry loops, and the circuit breaker paces the triggers.
-            .set_number_of_retries(0);
-        let mut managers = Vec::with_capacity(connections.max(1));
+            .set_response_timeout(None);
+        let mut slots = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
-            let manager = ConnectionManager::new_with_config(client.clone(), config.clone())
+            let connection = client
+                .get_multiplexed_async_connection_with_config(&config)
                 .await
                 .map_err(|e| connect_error(&address, e))?;
-            managers.push(RwLock::new(Slot {
+            slots.push(RwLock::new(Slot {
                 generation: 0,
-                manager,
+                connection: Arc::new(OnceCell::new_with(Some(connection))),
             }));
         }
         Ok(Self {
-            connections: managers.into_boxed_slice(),
+            slots: slots.into_boxed_slice(),
             next: AtomicUsize::new(0),
             address,
             op_timeout,
@@ -137,51 +153,105 @@ impl RedisBackend {
         &self.address
     }
 
-    fn connection(&self) -> Lease {
-        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        let held = self.connections[slot]
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        Lease {
-            slot,
-            generation: held.generation,
-            manager: held.manager.clone(),
-        }
+    /// `GET` of the key `prefix` followed by `key`, sent as one argument without building it
+    /// first: the cache's hit path.
+    pub(crate) async fn get_prefixed(&self, prefix: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let mut cmd = redis::Cmd::with_capacity(2, 3 + prefix.len() + key.len());
+        cmd.arg("GET").arg(Prefixed(prefix, key));
+        self.query(&cmd).await
     }
 
-    /// Turns a command's result into the cache's, replacing the lease's manager when the
-    /// error says it will not recover by itself.
+    /// [`set`](super::Backend::set) of the key `prefix` followed by `key`.
+    pub(crate) async fn set_prefixed(
+        &self,
+        prefix: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        self.query(&set_cmd(Prefixed(prefix, key), value, ttl))
+            .await
+    }
+
+    /// A connection for one operation, connecting its slot first when it has none.
+    async fn connection(&self) -> Result<Lease> {
+        let slot = if self.slots.len() == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()
+        };
+        let (generation, cell) = {
+            let held = self.slots[slot]
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(connection) = held.connection.get() {
+                return Ok(Lease {
+                    slot,
+                    generation: held.generation,
+                    connection: connection.clone(),
+                });
+            }
+            (held.generation, Arc::clone(&held.connection))
+        };
+        // Boxed: the connect future is large, and every operation's future would otherwise
+        // carry (and move) its space for the rare operation that reconnects.
+        let connection = Box::pin(self.reconnect(&cell)).await?;
+        Ok(Lease {
+            slot,
+            generation,
+            connection,
+        })
+    }
+
+    /// Connects the empty `cell`, or waits for the operation already connecting it.
+    async fn reconnect(
+        &self,
+        cell: &OnceCell<MultiplexedConnection>,
+    ) -> Result<MultiplexedConnection> {
+        let connection = cell
+            .get_or_try_init(|| async {
+                let connection = self
+                    .client
+                    .get_multiplexed_async_connection_with_config(&self.config)
+                    .await?;
+                tracing::debug!(address = %self.address, "redis connection replaced");
+                Ok::<_, redis::RedisError>(connection)
+            })
+            .await?;
+        Ok(connection.clone())
+    }
+
+    /// Turns a command's result into the cache's, retiring the lease's connection when the
+    /// error says it cannot be used again.
     fn settle<T>(&self, lease: &Lease, result: redis::RedisResult<T>) -> Result<T> {
         if let Err(err) = &result
-            && needs_new_manager(err)
+            && err.is_unrecoverable_error()
         {
-            self.replace(lease);
+            self.retire(lease);
         }
         Ok(result?)
     }
 
-    fn replace(&self, lease: &Lease) {
-        let mut held = self.connections[lease.slot]
+    /// Empties the lease's slot, so that the next operation there connects anew. Operations
+    /// still running on the old connection finish (or fail) on it; it closes with the last.
+    fn retire(&self, lease: &Lease) {
+        let mut held = self.slots[lease.slot]
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        // Another operation on the same manager may have replaced it already.
+        // Another operation on the same connection may have retired it already.
         if held.generation != lease.generation {
             return;
         }
-        // Lazy: it connects on its first use, under that operation's timeout.
-        match ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()) {
-            Ok(manager) => {
-                held.generation += 1;
-                held.manager = manager;
-                tracing::debug!(address = %self.address, "redis connection replaced");
-            }
-            Err(err) => tracing::debug!(error = %err, "redis connection not replaced"),
-        }
+        held.generation += 1;
+        held.connection = Arc::new(OnceCell::new());
+        tracing::debug!(address = %self.address, "redis connection retired");
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
-        let mut lease = self.connection();
-        let result = cmd.query_async(&mut lease.manager).await;
+        let mut lease = self.connection().await?;
+        // `query_async` boxes the connection's future; inline, that future would make every
+        // future around it large, and moving those costs more than the allocation.
+        let result = cmd.query_async(&mut lease.connection).await;
         self.settle(&lease, result)
     }
 
@@ -195,6 +265,18 @@ impl RedisBackend {
             Ok(result) => self.settle(lease, result),
             Err(_) => Err(Error::timeout(what, self.op_timeout)),
         }
+    }
+}
+
+/// A key written as one command argument from its namespace prefix and the caller's key.
+struct Prefixed<'a>(&'a str, &'a str);
+
+impl redis::ToRedisArgs for Prefixed<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        let mut arg = out.writer_for_next_arg();
+        // Writing into the command's own buffer cannot fail.
+        let _ = arg.write_all(self.0.as_bytes());
+        let _ = arg.write_all(self.1.as_bytes());
     }
 }
 
@@ -295,17 +377,6 @@ pub(crate) fn untrusted_certificate(_err: &redis::RedisError) -> bool {
     false
 }
 
-/// True for an error after which a manager will not recover by itself. The `redis` crate's
-/// manager reconnects after an I/O error, but when a *reconnection* fails otherwise (a reply cut
-/// mid-way through the connection's handshake is a parse error; refused credentials are an
-/// authentication error), it keeps that failed connection and returns its error to every later
-/// call without trying again: the cache would never reach Redis again. `tests/faults.rs` cuts a
-/// handshake to show it. Replacing the manager costs one connection attempt, and the circuit
-/// breaker paces the calls that can trigger it.
-fn needs_new_manager(err: &redis::RedisError) -> bool {
-    err.is_unrecoverable_error() && !err.is_io_error()
-}
-
 /// True when the server refused the connection's user or password.
 pub(crate) fn refused_credentials(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::AuthenticationFailed
@@ -338,9 +409,15 @@ pub(crate) fn connect_error(address: &str, e: redis::RedisError) -> Error {
     err.with_source(e)
 }
 
-pub(crate) fn set_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(key).arg(value);
+/// `SET key value [PX ttl]`.
+pub(crate) fn set_cmd(
+    key: impl redis::ToRedisArgs,
+    value: &[u8],
+    ttl: Option<Duration>,
+) -> redis::Cmd {
+    // Sized once for the usual key and the options, rather than grown argument by argument.
+    let mut cmd = redis::Cmd::with_capacity(6, value.len() + 128);
+    cmd.arg("SET").arg(key).arg(value);
     if let Some(ttl) = ttl {
         cmd.arg("PX").arg(px(ttl));
     }
@@ -398,8 +475,8 @@ impl super::Backend for RedisBackend {
         for (key, value) in entries {
             pipe.add_command(set_cmd(key, value, ttl)).ignore();
         }
-        let mut lease = self.connection();
-        let result = pipe.query_async(&mut lease.manager).await;
+        let mut lease = self.connection().await?;
+        let result = pipe.query_async(&mut lease.connection).await;
         self.settle(&lease, result)
     }
 
@@ -409,8 +486,8 @@ impl super::Backend for RedisBackend {
     }
 
     async fn delete_pattern(&self, pattern: &str) -> Result<u64> {
-        let lease = self.connection();
-        let mut conn = lease.manager.clone();
+        let lease = self.connection().await?;
+        let mut conn = lease.connection.clone();
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
@@ -449,11 +526,11 @@ impl super::Backend for RedisBackend {
     }
 
     async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool> {
-        let mut lease = self.connection();
+        let mut lease = self.connection().await?;
         let result = scripts::delete_if_equals()
             .key(key)
             .arg(value)
-            .invoke_async(&mut lease.manager)
+            .invoke_async(&mut lease.connection)
             .await;
         self.settle(&lease, result)
     }
@@ -473,11 +550,11 @@ impl super::Backend for RedisBackend {
             return Ok(Vec::new());
         }
         let millis = ttl.map_or(0, px);
-        let lease = self.connection();
+        let lease = self.connection().await?;
         // Sent together on the multiplexed connection: one round trip. Not a `pipe()`: a
         // script invocation there does not fall back to EVAL after a server restart.
         let calls = keys.iter().zip(candidates).map(|(key, candidate)| {
-            let mut conn = lease.manager.clone();
+            let mut conn = lease.connection.clone();
             async move {
                 scripts::get_or_create()
                     .key(key)
