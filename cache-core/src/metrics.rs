@@ -14,7 +14,7 @@
 //! | `cache_timeouts_total` | counter | `op` | backend operations that exceeded the operation timeout (also in errors) |
 //! | `cache_breaker_open` | gauge | | 1 while the circuit breaker is open, else 0 |
 //! | `cache_loader_runs_total` | counter | | loader calls made by read-throughs (misses that reached the database) |
-//! | `cache_operation_seconds` | histogram | `op` | latency of remote backend operations |
+//! | `cache_operation_seconds` | histogram | `op` | latency of remote backend operations (timed only when a recorder was installed before the cache was built, like every handle here) |
 //! | `cache_invalidations_received_total` | counter | `event` | invalidations from other replicas applied to the local tier (`key`, `pattern`, `tag`) |
 //! | `cache_lock_total` | counter | `outcome` | read-throughs with [`Expiry::lock`](crate::Expiry::lock): `acquired` (this replica loaded), `waited` (another replica's value arrived), `timed_out` (loaded after waiting the lock timeout), `unavailable` (loaded without the lease: Redis failed) |
 
