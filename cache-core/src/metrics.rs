@@ -206,3 +206,31 @@ fn with(labels: &[Label], key: &'static str, value: &'static str) -> Vec<Label> 
     all.push(Label::new(key, value));
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_is_timed_only_under_a_recorder() {
+        // No global recorder is installed in this test binary.
+        assert!(!recorder_installed());
+        assert!(Metrics::new("ns", "redis").start().is_none());
+
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        ::metrics::with_local_recorder(&recorder, || {
+            assert!(recorder_installed());
+            let metrics = Metrics::new("ns", "redis");
+            let started = metrics.start();
+            assert!(started.is_some());
+            metrics.record_latency(Op::Get, started);
+        });
+        let recorded = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .any(|(key, ..)| key.key().name() == OPERATION_SECONDS);
+        assert!(recorded, "the latency of the GET was recorded");
+    }
+}
