@@ -415,3 +415,55 @@ async fn a_cache_built_while_redis_was_up_serves_loaders_when_it_is_gone_from_th
         .await;
     assert_eq!(value, Ok(4));
 }
+
+/// Clients connected to `server` other than the one asking.
+fn other_clients(server: &RedisServer) -> usize {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut server.connection())
+        .unwrap();
+    list.lines().count() - 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_connections_is_used_round_robin_and_each_reconnects_after_being_cut() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .url(server.url())
+        .pool_size(3)
+        .operation_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(other_clients(&server), 3, "one connection per pool slot");
+    for i in 0..30_u32 {
+        cache.set(key!("pooled", i), &i, MINUTE).await.unwrap();
+    }
+
+    // Cut every connection of the cache: each slot must notice and connect again by itself.
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(killed, 3);
+    let back = eventually(Duration::from_secs(10), || async {
+        let mut all = true;
+        // Three reads in a row reach the three slots.
+        for i in 0..3_u32 {
+            all &= cache.get::<u32>(key!("pooled", i)).await.ok() == Some(Some(i));
+        }
+        all
+    })
+    .await;
+    assert!(back, "every slot reconnected after its connection was cut");
+    for i in 0..30_u32 {
+        assert_eq!(cache.get::<u32>(key!("pooled", i)).await.unwrap(), Some(i));
+    }
+    assert_eq!(
+        other_clients(&server),
+        3,
+        "one new connection per slot, the cut ones not kept"
+    );
+}
