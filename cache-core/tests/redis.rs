@@ -467,3 +467,64 @@ async fn a_pool_of_connections_is_used_round_robin_and_each_reconnects_after_bei
         "one new connection per slot, the cut ones not kept"
     );
 }
+
+/// Connections `server` has accepted since it started.
+fn connections_received(server: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut server.connection())
+        .unwrap();
+    let line = info
+        .lines()
+        .find_map(|line| line.strip_prefix("total_connections_received:"))
+        .unwrap();
+    // The connection that asked counts too.
+    line.trim().parse::<u64>().unwrap() - 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_operations_on_a_cut_connection_make_one_reconnection_not_one_each() {
+    let server = RedisServer::start();
+    let cache = Cache::builder()
+        .url(server.url())
+        // Never open: every operation reaches the connection.
+        .circuit_breaker(u32::MAX, Duration::from_millis(1))
+        .build()
+        .await
+        .unwrap();
+    cache.set("day", &1_u32, MINUTE).await.unwrap();
+    let before = connections_received(&server);
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut server.connection())
+        .unwrap();
+    assert_eq!(killed, 1);
+
+    // Two waves of 50 concurrent reads: the first finds the cut connection, the second an
+    // empty slot that one of them connects while the others wait for it.
+    for _ in 0..2 {
+        let reads: Vec<_> = (0..50)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.get::<u32>("day").await })
+            })
+            .collect();
+        for read in reads {
+            let _ = read.await.unwrap();
+        }
+    }
+    let back = eventually(Duration::from_secs(10), || async {
+        cache.get::<u32>("day").await.ok() == Some(Some(1))
+    })
+    .await;
+    assert!(back, "the cache reconnected");
+    let after = connections_received(&server);
+    assert_eq!(
+        after - before - 2,
+        1,
+        "one reconnection for 100 operations (the test's INFO and KILL connections not counted)"
+    );
+    assert_eq!(other_clients(&server), 1);
+}
