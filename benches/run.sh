@@ -117,7 +117,7 @@ cat "$RUN/http/commands.txt" >>"$RUN/commands.txt"
 HTTP_S=$(($(date +%s) - t0))
 
 if [ "$MODE" = quick ]; then
-    SETTINGS="quick: criterion warm-up 0.3 s, measurement 1 s, 10 samples; paired ratios 31 rounds; invalidation 300 writes; redis-benchmark 3 runs; HTTP 1 round of 3 s per row"
+    SETTINGS="quick: criterion warm-up 0.2 s, measurement 0.6 s, 10 samples; paired ratios 31 rounds; invalidation 300 writes; redis-benchmark 3 runs; HTTP 1 round of 3 s per row"
 else
     SETTINGS="full: criterion warm-up 1 s, measurement 3 s, 30 samples; paired ratios 101 rounds; invalidation 2,000 writes; redis-benchmark 5 runs; HTTP 3 rounds of 10 s per row"
 fi

@@ -15,8 +15,8 @@ pub fn quick() -> bool {
 pub fn criterion() -> Criterion {
     let c = Criterion::default().without_plots();
     if quick() {
-        c.warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_millis(1000))
+        c.warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(600))
             .sample_size(10)
     } else {
         c.warm_up_time(Duration::from_secs(1))
