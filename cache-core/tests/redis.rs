@@ -416,6 +416,16 @@ async fn a_cache_built_while_redis_was_up_serves_loaders_when_it_is_gone_from_th
     assert_eq!(value, Ok(4));
 }
 
+/// Closes every client connection of `server` but the one asking; how many were closed.
+fn cut_clients(server: &RedisServer) -> u64 {
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut server.connection())
+        .unwrap()
+}
+
 /// Clients connected to `server` other than the one asking.
 fn other_clients(server: &RedisServer) -> usize {
     let list: String = redis::cmd("CLIENT")
@@ -441,13 +451,7 @@ async fn a_pool_of_connections_is_used_round_robin_and_each_reconnects_after_bei
     }
 
     // Cut every connection of the cache: each slot must notice and connect again by itself.
-    let killed: u64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("normal")
-        .query(&mut server.connection())
-        .unwrap();
-    assert_eq!(killed, 3);
+    assert_eq!(cut_clients(&server), 3);
     let back = eventually(Duration::from_secs(10), || async {
         let mut all = true;
         // Three reads in a row reach the three slots.
@@ -494,13 +498,7 @@ async fn many_operations_on_a_cut_connection_make_one_reconnection_not_one_each(
         .unwrap();
     cache.set("day", &1_u32, MINUTE).await.unwrap();
     let before = connections_received(&server);
-    let killed: u64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("normal")
-        .query(&mut server.connection())
-        .unwrap();
-    assert_eq!(killed, 1);
+    assert_eq!(cut_clients(&server), 1);
 
     // Two waves of 50 concurrent reads: the first finds the cut connection, the second an
     // empty slot that one of them connects while the others wait for it.
