@@ -54,8 +54,8 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectio
 use tokio::sync::mpsc;
 
 use super::redis::{
-    connect_error, px, refused_credentials, replace_cmd, scripts, set_cmd, set_if_absent_cmd,
-    subscribe, untrusted_certificate,
+    client_trusting, connect_error, px, refused_credentials, replace_cmd, scripts, set_cmd,
+    set_if_absent_cmd, subscribe, untrusted_certificate,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -308,7 +308,7 @@ impl RedisClusterBackend {
     fn client(&self, info: ConnectionInfo) -> Result<redis::Client> {
         match &self.tls_roots {
             Some(pem) if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) => {
-                tls_node_client(info, pem)
+                client_trusting(info, pem)
             }
             _ => redis::Client::open(info).map_err(cluster_error),
         }
@@ -382,24 +382,6 @@ impl RedisClusterBackend {
 }
 
 #[cfg(feature = "tls")]
-fn tls_node_client(info: ConnectionInfo, pem: &[u8]) -> Result<redis::Client> {
-    let certificates = redis::TlsCertificates {
-        client_tls: None,
-        root_cert: Some(pem.to_vec()),
-    };
-    redis::Client::build_with_tls(info, certificates).map_err(|e| {
-        Error::config("the TLS root certificates are not valid PEM certificates").with_source(e)
-    })
-}
-
-#[cfg(not(feature = "tls"))]
-fn tls_node_client(_info: ConnectionInfo, _pem: &[u8]) -> Result<redis::Client> {
-    Err(Error::config(
-        "TLS root certificates need cache-core's \"tls\" feature",
-    ))
-}
-
-#[cfg(feature = "tls")]
 fn with_tls_roots(
     builder: ClusterClientBuilder,
     tls_roots: Option<&[u8]>,
@@ -442,7 +424,7 @@ async fn cluster_connect_error(
     for seed in seeds {
         let client = match tls_roots {
             Some(pem) if matches!(seed.addr(), ConnectionAddr::TcpTls { .. }) => {
-                tls_node_client(seed.clone(), pem).ok()
+                client_trusting(seed.clone(), pem).ok()
             }
             _ => redis::Client::open(seed.clone()).ok(),
         };
@@ -634,17 +616,10 @@ impl super::Backend for RedisClusterBackend {
     ) -> Result<Vec<Vec<u8>>> {
         let millis = ttl.map_or(0, px);
         // One script call per key, each on its key's master, all at once.
-        let calls = keys.iter().zip(candidates).map(|(key, candidate)| {
-            let mut conn = self.conn();
-            async move {
-                scripts::get_or_create()
-                    .key(key)
-                    .arg(candidate)
-                    .arg(millis)
-                    .invoke_async::<Vec<u8>>(&mut conn)
-                    .await
-            }
-        });
+        let calls = keys
+            .iter()
+            .zip(candidates)
+            .map(|(key, candidate)| scripts::get_or_create_on(self.conn(), key, candidate, millis));
         try_join_all(calls).await.map_err(cluster_error)
     }
 

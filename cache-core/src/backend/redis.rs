@@ -326,6 +326,13 @@ fn tls_client(
             );
         }
     }
+    client_trusting(info, pem)
+}
+
+/// A TLS client for `info` that trusts the CAs in `pem` (already checked to hold
+/// certificates) instead of the system's.
+#[cfg(feature = "tls")]
+pub(crate) fn client_trusting(info: redis::ConnectionInfo, pem: &[u8]) -> Result<redis::Client> {
     let certificates = redis::TlsCertificates {
         client_tls: None,
         root_cert: Some(pem.to_vec()),
@@ -333,6 +340,13 @@ fn tls_client(
     redis::Client::build_with_tls(info, certificates).map_err(|e| {
         Error::config("the TLS root certificates are not valid PEM certificates").with_source(e)
     })
+}
+
+#[cfg(not(feature = "tls"))]
+pub(crate) fn client_trusting(_info: redis::ConnectionInfo, _pem: &[u8]) -> Result<redis::Client> {
+    Err(Error::config(
+        "TLS root certificates need cache-core's \"tls\" feature",
+    ))
 }
 
 #[cfg(not(feature = "tls"))]
@@ -554,15 +568,7 @@ impl super::Backend for RedisBackend {
         // Sent together on the multiplexed connection: one round trip. Not a `pipe()`: a
         // script invocation there does not fall back to EVAL after a server restart.
         let calls = keys.iter().zip(candidates).map(|(key, candidate)| {
-            let mut conn = lease.connection.clone();
-            async move {
-                scripts::get_or_create()
-                    .key(key)
-                    .arg(candidate)
-                    .arg(millis)
-                    .invoke_async::<Vec<u8>>(&mut conn)
-                    .await
-            }
+            scripts::get_or_create_on(lease.connection.clone(), key, candidate, millis)
         });
         let result = futures_util::future::try_join_all(calls).await;
         self.settle(&lease, result)
@@ -624,6 +630,22 @@ pub(crate) mod scripts {
                  return 0",
             )
         })
+    }
+
+    /// One call of [`get_or_create`] on `conn`: the value under `key`, created as `candidate`
+    /// where missing, kept at least `millis` ms (`0`: never expires).
+    pub(crate) async fn get_or_create_on(
+        mut conn: impl redis::aio::ConnectionLike,
+        key: &str,
+        candidate: &[u8],
+        millis: u64,
+    ) -> redis::RedisResult<Vec<u8>> {
+        get_or_create()
+            .key(key)
+            .arg(candidate)
+            .arg(millis)
+            .invoke_async(&mut conn)
+            .await
     }
 
     /// `KEYS[1]`: the key; `ARGV[1]`: the value to create it with; `ARGV[2]`: the least expiry
