@@ -83,6 +83,39 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         ))
     }
 
+    /// Stores `value` under `key` (expiring after `ttl`) only while `lease_key` holds `token`,
+    /// and removes `lease_key`; true when stored. A read-through stores its loaded value with
+    /// it: the lease was set when the load began, and a delete in the meantime removed it, so a
+    /// value read from the database before a write is never stored after the write's delete.
+    ///
+    /// The default stores, then takes the lease back, and withdraws the value (if it is still
+    /// the one stored) when the lease was gone: correct once it returns, but the withdrawn value
+    /// is readable for one round trip. Backends that can do it atomically (Redis, with a script)
+    /// override it. It needs [`delete_if_equals`](Backend::delete_if_equals).
+    async fn set_if_leased(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        lease_key: &str,
+        token: &[u8],
+    ) -> Result<bool> {
+        self.set(key, value, ttl).await?;
+        if self.delete_if_equals(lease_key, token).await? {
+            return Ok(true);
+        }
+        self.delete_if_equals(key, value).await?;
+        Ok(false)
+    }
+
+    /// Removes `key` and the lease of any load of it running (`lease_key`), the lease first:
+    /// the load's [`set_if_leased`](Backend::set_if_leased) then fails, or stored before and
+    /// its value is removed here. True when `key` was there.
+    async fn delete_leased(&self, key: &str, lease_key: &str) -> Result<bool> {
+        self.delete(lease_key).await?;
+        self.delete(key).await
+    }
+
     /// Replaces the value under `key` with `value`, keeping its expiry, only when the key
     /// exists; true when replaced. A tag is invalidated with it.
     async fn replace_if_present(&self, key: &str, value: &[u8]) -> Result<bool> {

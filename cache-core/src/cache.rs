@@ -97,6 +97,38 @@ enum Lease<T> {
     None,
 }
 
+/// How long a read-through's lease on its key lasts in Redis: a load that takes longer is not
+/// stored. The lease of a replica that died mid-load expires by itself after this.
+const LOAD_LEASE: Duration = Duration::from_secs(60);
+
+/// A running read-through's claim on its key, taken just before its loader runs: a `delete`
+/// of the key, or a `delete_pattern` matching it, revokes the claim, and the loader's value is
+/// then not stored. Without it, a load that read the database before a write would store its
+/// older value after the write's invalidation, for the whole TTL. (Tags need no claim: their
+/// versions are read before the loader runs, and a value stored under an old version is a miss.)
+struct Claim<'a> {
+    store: &'a Store,
+    key: &'a str,
+    token: Token,
+}
+
+/// Whose claim it is: a token in the memory store's lease map, or the value of the key's lease
+/// in Redis (`{namespace}#load:{key}`, set for [`LOAD_LEASE`]).
+enum Token {
+    Memory(u64),
+    Remote(Vec<u8>),
+}
+
+impl Drop for Claim<'_> {
+    /// Ends a memory claim that did not store (the loader failed, timed out or was dropped). A
+    /// Redis lease expires by itself, and costs no round trip on the failure path.
+    fn drop(&mut self) {
+        if let (Store::Memory(memory), Token::Memory(token)) = (self.store, &self.token) {
+            memory.end_load(self.key, *token);
+        }
+    }
+}
+
 /// How much longer than its longest entry a tag's version key is kept, so that it never
 /// expires before a value that depends on it.
 const TAG_SLACK: Duration = Duration::from_secs(60);
@@ -348,8 +380,9 @@ impl Cache {
         ttl: impl Into<Ttl>,
     ) -> Result<()> {
         let ttl = ttl.into().resolve(self.inner.default_ttl)?;
-        self.store(key.as_ref(), value, ttl, Duration::ZERO, Vec::new())
+        self.store(key.as_ref(), value, ttl, Duration::ZERO, Vec::new(), None)
             .await
+            .map(drop)
     }
 
     /// Stores `value` under `key` for `ttl`, tagged: [`invalidate_tag`](Cache::invalidate_tag)
@@ -394,8 +427,9 @@ impl Cache {
         let ttl = ttl.into().resolve(self.inner.default_ttl)?;
         let tags = tag_list(tags)?;
         let versions = self.tag_versions(&tags, ttl, Duration::ZERO).await?;
-        self.store(key.as_ref(), value, ttl, Duration::ZERO, versions)
+        self.store(key.as_ref(), value, ttl, Duration::ZERO, versions, None)
             .await
+            .map(drop)
     }
 
     /// Invalidates `tag`: every value stored under it so far is a miss from now on, on every
@@ -482,7 +516,7 @@ impl Cache {
     }
 
     /// Stores `value` fresh for `ttl` (jittered) and kept `stale` longer, under the tag
-    /// versions given.
+    /// versions given; with a load's `claim`, only while that claim stands. True when stored.
     async fn store<T: Cacheable>(
         &self,
         key: &str,
@@ -490,29 +524,48 @@ impl Cache {
         ttl: Option<Duration>,
         stale: Duration,
         tags: Vec<TagVersion>,
-    ) -> Result<()> {
+        claim: Option<&Token>,
+    ) -> Result<bool> {
         let inner = &*self.inner;
         let fresh = ttl.map(|ttl| inner.jittered(ttl));
         let keep = fresh.map(|fresh| fresh.saturating_add(stale));
         match &inner.store {
             Store::Memory(memory) => {
-                memory.insert(
-                    key.to_owned(),
-                    inner
-                        .memory_entry(memory, key, value, keep, fresh)
-                        .tagged(tags),
-                );
-                Ok(())
+                let entry = inner
+                    .memory_entry(memory, key, value, keep, fresh)
+                    .tagged(tags);
+                Ok(match claim {
+                    Some(Token::Memory(token)) => memory.insert_if_leased(key, *token, entry),
+                    _ => {
+                        memory.insert(key.to_owned(), entry);
+                        true
+                    }
+                })
             }
             Store::Remote(remote) => {
                 let bytes = envelope::encode_tagged(inner.codec, value, fresh, &tags)?;
                 let epoch = remote.local.as_ref().map(LocalTier::epoch);
-                match &remote.redis {
-                    Some(redis) => {
+                match (claim, &remote.redis) {
+                    (Some(Token::Remote(token)), _) => {
+                        let (full, lease_key) = (inner.full_key(key), inner.lease_key(key));
+                        let set = remote
+                            .backend
+                            .set_if_leased(&full, &bytes, keep, &lease_key, token);
+                        if !self.call(remote, Op::Set, set).await? {
+                            // A backend that stores, then withdraws, may have let another
+                            // replica copy the value meanwhile: tell the local tiers.
+                            if let Some(local) = &remote.local {
+                                local.forget(key);
+                                self.announce(remote, local, &[Event::Key(key)]).await?;
+                            }
+                            return Ok(false);
+                        }
+                    }
+                    (_, Some(redis)) => {
                         let set = redis.set_prefixed(&inner.prefix, key, &bytes, keep);
                         self.call(remote, Op::Set, set).await?;
                     }
-                    None => {
+                    (_, None) => {
                         let full = inner.full_key(key);
                         let set = remote.backend.set(&full, &bytes, keep);
                         self.call(remote, Op::Set, set).await?;
@@ -531,7 +584,7 @@ impl Cache {
                     }
                     self.announce(remote, local, &[Event::Key(key)]).await?;
                 }
-                Ok(())
+                Ok(true)
             }
         }
     }
@@ -563,10 +616,9 @@ impl Cache {
         match &inner.store {
             Store::Memory(memory) => Ok(memory.remove(key)),
             Store::Remote(remote) => {
-                let full = inner.full_key(key);
-                let removed = self
-                    .call(remote, Op::Delete, remote.backend.delete(&full))
-                    .await?;
+                let (full, lease_key) = (inner.full_key(key), inner.lease_key(key));
+                let delete = remote.backend.delete_leased(&full, &lease_key);
+                let removed = self.call(remote, Op::Delete, delete).await?;
                 if let Some(local) = &remote.local {
                     local.forget(key);
                     self.announce(remote, local, &[Event::Key(key)]).await?;
@@ -611,8 +663,17 @@ impl Cache {
             Store::Memory(memory) => Ok(memory.remove_matching(glob)),
             Store::Remote(remote) => {
                 let full = inner.full_key(glob);
+                // The running loads' leases first, as in `delete`: a load whose lease this
+                // misses began after it, when the keys it matches were already being deleted.
                 // No overall timeout: the backend bounds each batch, and a large key space takes
                 // as many batches as it needs.
+                self.guarded(
+                    remote,
+                    Op::DeletePattern,
+                    None,
+                    remote.backend.delete_pattern(&inner.lease_key(glob)),
+                )
+                .await?;
                 let removed = self
                     .guarded(
                         remote,
@@ -919,6 +980,14 @@ impl Cache {
                             Lease::None => {}
                         }
                     }
+                    // The claim last, just before the loader: a delete from here on wins.
+                    let store_as = match store_as {
+                        Some((ttl, versions)) => self
+                            .begin_load(key)
+                            .await
+                            .map(|claim| (ttl, versions, claim)),
+                        None => None,
+                    };
                     self.inner.metrics.loader_runs.increment(1);
                     // With a stale answer at hand, a loader past the soft timeout is abandoned.
                     let (loaded, stale) = match (stale, expiry.soft_timeout) {
@@ -942,8 +1011,8 @@ impl Cache {
                         (Ok(value), _) => {
                             // Waiters get the value now, not after the store below.
                             leader.publish(Ok(Arc::new(value.clone())));
-                            if let Some((ttl, versions)) = store_as {
-                                self.read_through_set(key, &value, ttl, expiry.stale, versions)
+                            if let Some((ttl, versions, claim)) = store_as {
+                                self.read_through_set(&claim, &value, ttl, expiry.stale, versions)
                                     .await;
                             }
                             Ok(value)
@@ -1167,13 +1236,20 @@ impl Cache {
                 },
                 Err(_) => None,
             };
+            let store_as = match store_as {
+                Some((ttl, versions)) => cache
+                    .begin_load(&key)
+                    .await
+                    .map(|claim| (ttl, versions, claim)),
+                None => None,
+            };
             cache.inner.metrics.loader_runs.increment(1);
             match cache.lead(&key, loader).await {
                 Ok(value) => {
                     leader.publish(Ok(Arc::new(value.clone())));
-                    if let Some((ttl, versions)) = store_as {
+                    if let Some((ttl, versions, claim)) = store_as {
                         cache
-                            .read_through_set(&key, &value, ttl, expiry.stale, versions)
+                            .read_through_set(&claim, &value, ttl, expiry.stale, versions)
                             .await;
                     }
                 }
@@ -1222,16 +1298,52 @@ impl Cache {
         loader().await
     }
 
+    /// Claims `key` for a load about to run (see [`Claim`]); `None` when the backend cannot be
+    /// reached, and the load's value is then not stored.
+    async fn begin_load<'a>(&'a self, key: &'a str) -> Option<Claim<'a>> {
+        let inner = &*self.inner;
+        let token = match &inner.store {
+            Store::Memory(memory) => Token::Memory(memory.begin_load(key)),
+            Store::Remote(remote) => {
+                let token = crate::memory::new_version();
+                let lease_key = inner.lease_key(key);
+                let set = remote.backend.set(&lease_key, &token, Some(LOAD_LEASE));
+                if let Err(err) = self.call(remote, Op::Lease, set).await {
+                    self.absorb("cache unavailable, the loaded value is not stored", &err);
+                    return None;
+                }
+                Token::Remote(token)
+            }
+        };
+        Some(Claim {
+            store: &inner.store,
+            key,
+            token,
+        })
+    }
+
+    /// Stores a loaded value under its claim: not at all when a delete came since the load began.
     async fn read_through_set<T: Cacheable>(
         &self,
-        key: &str,
+        claim: &Claim<'_>,
         value: &T,
         ttl: Option<Duration>,
         stale: Duration,
         tags: Vec<TagVersion>,
     ) {
-        if let Err(err) = self.store(key, value, ttl, stale, tags).await {
-            self.absorb("cache unavailable, the loaded value is not stored", &err);
+        match self
+            .store(claim.key, value, ttl, stale, tags, Some(&claim.token))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                self.inner.metrics.load_revoked.increment(1);
+                tracing::debug!(
+                    key = claim.key,
+                    "the key was invalidated while it loaded: the loaded value is not stored"
+                );
+            }
+            Err(err) => self.absorb("cache unavailable, the loaded value is not stored", &err),
         }
     }
 
@@ -1533,6 +1645,12 @@ impl Inner {
     /// namespace (namespaces cannot contain `#`, keys live under `{namespace}:`).
     fn tag_key(&self, tag: &str) -> String {
         format!("{}#tag:{tag}", self.namespace)
+    }
+
+    /// The key of the lease a running read-through holds on `key` (see [`Claim`]). Under
+    /// `#load:`, so that a pattern below the namespace matches the leases of the keys it matches.
+    fn lease_key(&self, key: &str) -> String {
+        format!("{}#load:{key}", self.namespace)
     }
 
     /// The key of the cross-replica lease on loading `key`.

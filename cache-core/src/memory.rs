@@ -8,10 +8,16 @@
 //! was written; an entry whose tag moved on (or was forgotten) is a miss. As the memory backend,
 //! the store owns those versions; as the local tier in front of Redis, it mirrors the versions
 //! read from Redis and forgets one when another replica announces that tag's invalidation.
+//!
+//! Load leases: a read-through claims its key before its loader runs ([`MemoryStore::begin_load`])
+//! and stores only while the claim stands ([`MemoryStore::insert_if_leased`]). A delete of the
+//! key, or a pattern delete matching it, revokes the claim first, so that a loader that read the
+//! database before a write never stores its older value after the write's invalidation.
 
 use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -160,6 +166,9 @@ pub(crate) struct MemoryStore {
     /// The current version of each tag. Bounded: a tag evicted here makes its entries misses,
     /// which is safe, where keeping every tag ever seen would grow without end.
     tags: moka::sync::Cache<String, Arc<[u8]>>,
+    /// The running loads' claims, by key: the token of the latest load to begin. Only keys being
+    /// loaded are here, so the map stays as small as the number of loads in flight.
+    leases: Mutex<HashMap<String, u64>>,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -191,6 +200,43 @@ impl MemoryStore {
             entries,
             by_bytes,
             tags: moka::sync::Cache::new(tag_capacity),
+            leases: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The lease map. A panic while it was held cannot leave it half-updated (every update is
+    /// one map call), so a poisoned lock is used as it is.
+    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.leases.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Claims `key` for a load about to run; the token to store with. A later load of the same
+    /// key takes the claim over (both read the database after any earlier invalidation).
+    pub(crate) fn begin_load(&self, key: &str) -> u64 {
+        let token = fastrand::u64(..);
+        self.leases().insert(key.to_owned(), token);
+        token
+    }
+
+    /// Stores `entry` if the load holding `token` still has its claim on `key` (no delete of it
+    /// came since the load began), ending the claim; true when stored.
+    pub(crate) fn insert_if_leased(&self, key: &str, token: u64, entry: Entry) -> bool {
+        let mut leases = self.leases();
+        if leases.get(key) != Some(&token) {
+            return false;
+        }
+        leases.remove(key);
+        // Under the lease lock: a delete revokes the claim before it removes the value, so it
+        // either finds this value in place or finds the claim gone.
+        self.entries.insert(key.to_owned(), entry);
+        true
+    }
+
+    /// Ends a load's claim without storing (its loader failed or was dropped).
+    pub(crate) fn end_load(&self, key: &str, token: u64) {
+        let mut leases = self.leases();
+        if leases.get(key) == Some(&token) {
+            leases.remove(key);
         }
     }
 
@@ -227,7 +273,9 @@ impl MemoryStore {
         self.entries.insert(key, entry);
     }
 
+    /// Removes `key`, revoking any running load's claim on it first.
     pub(crate) fn remove(&self, key: &str) -> bool {
+        self.leases().remove(key);
         self.entries.remove(key).is_some()
     }
 
@@ -271,12 +319,16 @@ impl MemoryStore {
 
     /// Drops every entry and tag version.
     pub(crate) fn clear(&self) {
+        self.leases().clear();
         self.entries.invalidate_all();
         self.tags.invalidate_all();
     }
 
     /// Removes every key matching the (validated) glob; the number removed.
+    /// Revokes the running loads' claims on matching keys first, as [`remove`](Self::remove).
     pub(crate) fn remove_matching(&self, glob: &str) -> u64 {
+        self.leases()
+            .retain(|key, _| !pattern::matches(glob.as_bytes(), key.as_bytes()));
         let matching: Vec<Arc<String>> = self
             .entries
             .iter()

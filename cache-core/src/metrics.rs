@@ -14,6 +14,7 @@
 //! | `cache_timeouts_total` | counter | `op` | backend operations that exceeded the operation timeout (also in errors) |
 //! | `cache_breaker_open` | gauge | | 1 while the circuit breaker is open, else 0 |
 //! | `cache_loader_runs_total` | counter | | loader calls made by read-throughs (misses that reached the database) |
+//! | `cache_loads_revoked_total` | counter | | read-through values not stored because their key was deleted (`delete`, `delete_pattern`) while the loader ran |
 //! | `cache_operation_seconds` | histogram | `op` | latency of remote backend operations (timed only when a recorder was installed before the cache was built, like every handle here) |
 //! | `cache_invalidations_received_total` | counter | `event` | invalidations from other replicas applied to the local tier (`key`, `pattern`, `tag`) |
 //! | `cache_lock_total` | counter | `outcome` | read-throughs with [`Expiry::lock`](crate::Expiry::lock): `acquired` (this replica loaded), `waited` (another replica's value arrived), `timed_out` (loaded after waiting the lock timeout), `unavailable` (loaded without the lease: Redis failed) |
@@ -40,6 +41,8 @@ pub const TIMEOUTS: &str = "cache_timeouts_total";
 pub const BREAKER_OPEN: &str = "cache_breaker_open";
 /// `cache_loader_runs_total`
 pub const LOADER_RUNS: &str = "cache_loader_runs_total";
+/// `cache_loads_revoked_total`
+pub const LOADS_REVOKED: &str = "cache_loads_revoked_total";
 /// `cache_operation_seconds`
 pub const OPERATION_SECONDS: &str = "cache_operation_seconds";
 /// `cache_invalidations_received_total`
@@ -64,10 +67,12 @@ pub(crate) enum Op {
     Publish,
     /// Taking or releasing a cross-replica loader lease.
     Lock,
+    /// Claiming a key for a read-through's load (the lease a delete revokes).
+    Lease,
 }
 
 impl Op {
-    const ALL: [Op; 11] = [
+    const ALL: [Op; 12] = [
         Op::Get,
         Op::GetMany,
         Op::Set,
@@ -79,6 +84,7 @@ impl Op {
         Op::InvalidateTag,
         Op::Publish,
         Op::Lock,
+        Op::Lease,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -94,6 +100,7 @@ impl Op {
             Op::InvalidateTag => "invalidate_tag",
             Op::Publish => "publish",
             Op::Lock => "lock",
+            Op::Lease => "lease",
         }
     }
 }
@@ -105,6 +112,7 @@ pub(crate) struct Metrics {
     pub(crate) hits: Counter,
     pub(crate) misses: Counter,
     pub(crate) loader_runs: Counter,
+    pub(crate) load_revoked: Counter,
     /// `None` when no recorder was installed: then the clock is not read either.
     latency: Option<[Histogram; Op::ALL.len()]>,
     /// By op, then by error kind: registered up front, since an outage makes errors frequent.
@@ -135,6 +143,7 @@ impl Metrics {
             hits: counter!(HITS, labels.clone()),
             misses: counter!(MISSES, labels.clone()),
             loader_runs: counter!(LOADER_RUNS, labels.clone()),
+            load_revoked: counter!(LOADS_REVOKED, labels.clone()),
             latency: recorder_installed()
                 .then(|| Op::ALL.map(|op| histogram!(OPERATION_SECONDS, by_op(op)))),
             errors: Op::ALL.map(|op| {

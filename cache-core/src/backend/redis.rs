@@ -549,6 +549,38 @@ impl super::Backend for RedisBackend {
         self.settle(&lease, result)
     }
 
+    async fn set_if_leased(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        lease_key: &str,
+        token: &[u8],
+    ) -> Result<bool> {
+        let mut lease = self.connection().await?;
+        let result = scripts::set_if_leased()
+            .key(lease_key)
+            .key(key)
+            .arg(token)
+            .arg(value)
+            .arg(ttl.map_or(0, px))
+            .invoke_async(&mut lease.connection)
+            .await;
+        self.settle(&lease, result)
+    }
+
+    async fn delete_leased(&self, key: &str, lease_key: &str) -> Result<bool> {
+        // One round trip, the lease first: a store script running between the two finds the
+        // lease gone.
+        let mut pipe = redis::pipe();
+        pipe.cmd("UNLINK").arg(lease_key).ignore();
+        pipe.cmd("UNLINK").arg(key);
+        let mut lease = self.connection().await?;
+        let result: redis::RedisResult<(u64,)> = pipe.query_async(&mut lease.connection).await;
+        let (removed,) = self.settle(&lease, result)?;
+        Ok(removed > 0)
+    }
+
     async fn replace_if_present(&self, key: &str, value: &[u8]) -> Result<bool> {
         let replaced: Option<String> = self.query(&replace_cmd(key, value)).await?;
         Ok(replaced.is_some())
@@ -628,6 +660,27 @@ pub(crate) mod scripts {
                    return redis.call('DEL', KEYS[1]) \
                  end \
                  return 0",
+            )
+        })
+    }
+
+    /// `KEYS[1]`: a load's lease; `KEYS[2]`: the key it loads; `ARGV[1]`: the load's token;
+    /// `ARGV[2]`: the value; `ARGV[3]`: its expiry in milliseconds, `0` for none. Stores the
+    /// value and ends the lease only while the lease holds the token; 1 when stored.
+    pub(crate) fn set_if_leased() -> &'static redis::Script {
+        static SCRIPT: OnceLock<redis::Script> = OnceLock::new();
+        SCRIPT.get_or_init(|| {
+            redis::Script::new(
+                "if redis.call('GET', KEYS[1]) ~= ARGV[1] then \
+                   return 0 \
+                 end \
+                 redis.call('DEL', KEYS[1]) \
+                 if ARGV[3] == '0' then \
+                   redis.call('SET', KEYS[2], ARGV[2]) \
+                 else \
+                   redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) \
+                 end \
+                 return 1",
             )
         })
     }
