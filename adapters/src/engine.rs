@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use cache_core::{Cache, Flight, Key, SingleFlight, Ttl};
+use cache_core::flight::{Flight, SingleFlight};
+use cache_core::{Cache, Key, Ttl};
 use http::header::{AGE, CONTENT_LENGTH, HOST, RANGE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request};
 use http_body::Body;

@@ -1,3 +1,4 @@
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! RFC 9111 HTTP response caching for shared caches over [`cache_core::Cache`]: a tower layer
 //! for axum and hyper, and actix-web middleware (feature `actix`), both thin shells around one
 //! framework-agnostic [`policy`] and one caching flow.
@@ -36,6 +37,11 @@ pub mod policy;
 mod stored;
 
 #[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
 pub use crate::actix::ActixHttpCache;
 pub use crate::body::CacheBody;
 pub use crate::layer::{HttpCache, HttpCacheLayer, ResponseFuture};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

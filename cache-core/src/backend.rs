@@ -5,8 +5,10 @@
 //! encodes, prefixes keys, applies timeouts and the circuit breaker, then calls the backend with
 //! full keys and envelope bytes.
 
-pub mod cluster;
-pub mod redis;
+#[cfg(feature = "cluster")]
+mod cluster;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt;
 use std::time::Duration;
@@ -16,8 +18,14 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 
+#[cfg(feature = "cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
 pub use self::cluster::RedisClusterBackend;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::RedisBackend;
+#[cfg(feature = "redis")]
+pub(crate) use self::redis::client;
 
 /// A remote store of bytes under string keys, with per-key expiry.
 ///

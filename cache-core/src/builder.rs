@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Client};
 use crate::codec::CodecKind;
 use crate::error::{Error, Result};
 use crate::memory::MemoryCapacity;
@@ -212,6 +212,7 @@ impl CacheBuilder {
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_root_certificates = Some(pem.into());
         self
@@ -258,8 +259,7 @@ impl CacheBuilder {
                     "both a URL and a backend were given; choose one",
                 ));
             }
-            let name = backend.name();
-            return Cache::with_remote(&self, backend, None, name).await;
+            return Cache::with_remote(&self, Client::Custom(backend)).await;
         }
         match self.url.as_deref().map(url::parse).transpose()? {
             None | Some(Target::Memory) if self.local_tier.is_some() => Err(Error::config(
@@ -267,34 +267,57 @@ impl CacheBuilder {
                  (set a redis:// URL, or drop local_tier)",
             )),
             None | Some(Target::Memory) => Ok(Cache::with_memory(&self)),
-            Some(Target::Redis(url)) => {
-                let client =
-                    crate::backend::redis::client(&url, self.tls_root_certificates.as_deref())?;
-                let backend = crate::backend::RedisBackend::connect_client(
-                    client,
-                    &url,
-                    self.pool_size,
-                    self.connect_timeout,
-                    self.operation_timeout,
-                )
-                .await?;
-                let backend = std::sync::Arc::new(backend);
-                let direct = std::sync::Arc::clone(&backend);
-                Cache::with_remote(&self, backend, Some(direct), "redis").await
-            }
-            Some(Target::Cluster(nodes)) => {
-                let url = self.url.as_deref().unwrap_or_default();
-                let backend = crate::backend::RedisClusterBackend::connect_nodes(
-                    &nodes,
-                    url,
-                    self.tls_root_certificates.as_deref(),
-                    self.connect_timeout,
-                    self.operation_timeout,
-                )
-                .await?;
-                Cache::with_remote(&self, std::sync::Arc::new(backend), None, "redis-cluster").await
-            }
+            Some(Target::Redis(url)) => self.connect_redis(&url).await,
+            Some(Target::Cluster(nodes)) => self.connect_cluster(&nodes).await,
         }
+    }
+
+    #[cfg(feature = "redis")]
+    async fn connect_redis(&self, url: &str) -> Result<Cache> {
+        let client = crate::backend::client(url, self.tls_root_certificates.as_deref())?;
+        let backend = crate::backend::RedisBackend::connect_client(
+            client,
+            url,
+            self.pool_size,
+            self.connect_timeout,
+            self.operation_timeout,
+        )
+        .await?;
+        Cache::with_remote(self, Client::Redis(std::sync::Arc::new(backend))).await
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[allow(clippy::unused_async)]
+    async fn connect_redis(&self, url: &str) -> Result<Cache> {
+        Err(Error::config(format!(
+            "CACHE_URL {:?}: redis:// needs cache-core's \"redis\" feature (on by default); \
+             this build has only the memory backend",
+            crate::url::redact(url)
+        )))
+    }
+
+    #[cfg(feature = "cluster")]
+    async fn connect_cluster(&self, nodes: &[String]) -> Result<Cache> {
+        let url = self.url.as_deref().unwrap_or_default();
+        let backend = crate::backend::RedisClusterBackend::connect_nodes(
+            nodes,
+            url,
+            self.tls_root_certificates.as_deref(),
+            self.connect_timeout,
+            self.operation_timeout,
+        )
+        .await?;
+        Cache::with_remote(self, Client::Cluster(std::sync::Arc::new(backend))).await
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    #[allow(clippy::unused_async)]
+    async fn connect_cluster(&self, _nodes: &[String]) -> Result<Cache> {
+        Err(Error::config(format!(
+            "CACHE_URL {:?}: redis+cluster:// needs cache-core's \"cluster\" feature (on by \
+             default)",
+            crate::url::redact(self.url.as_deref().unwrap_or_default())
+        )))
     }
 
     fn validate(&self) -> Result<()> {

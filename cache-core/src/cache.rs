@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Backend, RedisBackend};
 use crate::builder::CacheBuilder;
 use crate::codec::CodecKind;
 use crate::envelope;
@@ -25,6 +24,10 @@ use crate::metrics::{Metrics, Op};
 use crate::pattern;
 use crate::tier::{Event, LocalTier};
 use crate::ttl::Ttl;
+
+mod client;
+
+pub(crate) use self::client::Client;
 
 /// What a cached value must be: serializable for remote backends, cloneable and `'static` so
 /// the memory backend can keep it decoded and hand out copies. Implemented for every such type.
@@ -76,10 +79,8 @@ enum Store {
 }
 
 struct Remote {
-    backend: Arc<dyn Backend>,
-    /// The same backend when it is the built-in Redis one: the hit and write paths call it
-    /// directly, without the boxed future of a `dyn Backend` call or a full key built first.
-    redis: Option<Arc<RedisBackend>>,
+    client: Client,
+    /// `"redis"`, `"redis-cluster"` or a custom backend's name: the `backend` label.
     kind: &'static str,
     timeout: Duration,
     breaker: Breaker,
@@ -147,7 +148,7 @@ impl fmt::Debug for Cache {
             .field("codec", &inner.codec);
         match &inner.store {
             Store::Memory(memory) => d.field("backend", memory),
-            Store::Remote(remote) => d.field("backend", &remote.backend),
+            Store::Remote(remote) => d.field("backend", &remote.client),
         };
         d.finish_non_exhaustive()
     }
@@ -233,12 +234,8 @@ impl Cache {
     }
 
     /// A cache on a remote backend, with the local tier in front of it if the builder set one.
-    pub(crate) async fn with_remote(
-        config: &CacheBuilder,
-        backend: Arc<dyn Backend>,
-        redis: Option<Arc<RedisBackend>>,
-        kind: &'static str,
-    ) -> Result<Self> {
+    pub(crate) async fn with_remote(config: &CacheBuilder, client: Client) -> Result<Self> {
+        let kind = client.backend().name();
         let metrics = Metrics::new(&config.namespace, kind);
         let breaker = Breaker::new(
             config.breaker_threshold,
@@ -251,7 +248,7 @@ impl Cache {
                 LocalTier::start(
                     MemoryStore::new(crate::MemoryCapacity::Entries(capacity)),
                     ttl,
-                    Arc::clone(&backend),
+                    client.shared(),
                     format!("{}#invalidate", config.namespace),
                     config.connect_timeout,
                     metrics.clone(),
@@ -260,8 +257,7 @@ impl Cache {
             ),
         };
         let remote = Remote {
-            backend,
-            redis,
+            client,
             kind,
             timeout: config.operation_timeout,
             breaker,
@@ -346,7 +342,7 @@ impl Cache {
     pub async fn ping(&self) -> Result<()> {
         match &self.inner.store {
             Store::Memory(_) => Ok(()),
-            Store::Remote(remote) => self.call(remote, Op::Ping, remote.backend.ping()).await,
+            Store::Remote(remote) => self.call(remote, Op::Ping, remote.client.backend().ping()).await,
         }
     }
 
@@ -466,7 +462,8 @@ impl Cache {
                     remote,
                     Op::InvalidateTag,
                     remote
-                        .backend
+                        .client
+                        .backend()
                         .replace_if_present(&inner.tag_key(tag), &version),
                 )
                 .await?;
@@ -507,7 +504,7 @@ impl Cache {
                     .call(
                         remote,
                         Op::TagVersions,
-                        remote.backend.get_or_create(&keys, &candidates, keep),
+                        remote.client.backend().get_or_create(&keys, &candidates, keep),
                     )
                     .await?;
                 Ok(tags.iter().cloned().zip(versions).collect())
@@ -545,11 +542,12 @@ impl Cache {
             Store::Remote(remote) => {
                 let bytes = envelope::encode_tagged(inner.codec, value, fresh, &tags)?;
                 let epoch = remote.local.as_ref().map(LocalTier::epoch);
-                match (claim, &remote.redis) {
-                    (Some(Token::Remote(token)), _) => {
+                match claim {
+                    Some(Token::Remote(token)) => {
                         let (full, lease_key) = (inner.full_key(key), inner.lease_key(key));
                         let set = remote
-                            .backend
+                            .client
+                            .backend()
                             .set_if_leased(&full, &bytes, keep, &lease_key, token);
                         if !self.call(remote, Op::Set, set).await? {
                             // A backend that stores, then withdraws, may have let another
@@ -561,13 +559,8 @@ impl Cache {
                             return Ok(false);
                         }
                     }
-                    (_, Some(redis)) => {
-                        let set = redis.set_prefixed(&inner.prefix, key, &bytes, keep);
-                        self.call(remote, Op::Set, set).await?;
-                    }
-                    (_, None) => {
-                        let full = inner.full_key(key);
-                        let set = remote.backend.set(&full, &bytes, keep);
+                    _ => {
+                        let set = remote.client.set(&inner.prefix, key, &bytes, keep);
                         self.call(remote, Op::Set, set).await?;
                     }
                 }
@@ -600,7 +593,7 @@ impl Cache {
         self.call(
             remote,
             Op::Publish,
-            remote.backend.publish(&local.channel, &message),
+            remote.client.backend().publish(&local.channel, &message),
         )
         .await
     }
@@ -617,7 +610,7 @@ impl Cache {
             Store::Memory(memory) => Ok(memory.remove(key)),
             Store::Remote(remote) => {
                 let (full, lease_key) = (inner.full_key(key), inner.lease_key(key));
-                let delete = remote.backend.delete_leased(&full, &lease_key);
+                let delete = remote.client.backend().delete_leased(&full, &lease_key);
                 let removed = self.call(remote, Op::Delete, delete).await?;
                 if let Some(local) = &remote.local {
                     local.forget(key);
@@ -671,7 +664,7 @@ impl Cache {
                     remote,
                     Op::DeletePattern,
                     None,
-                    remote.backend.delete_pattern(&inner.lease_key(glob)),
+                    remote.client.backend().delete_pattern(&inner.lease_key(glob)),
                 )
                 .await?;
                 let removed = self
@@ -679,7 +672,7 @@ impl Cache {
                         remote,
                         Op::DeletePattern,
                         None,
-                        remote.backend.delete_pattern(&full),
+                        remote.client.backend().delete_pattern(&full),
                     )
                     .await?;
                 if let Some(local) = &remote.local {
@@ -736,7 +729,7 @@ impl Cache {
                     .map(|&i| inner.full_key(keys[i].as_ref()))
                     .collect();
                 let mut found = self
-                    .call(remote, Op::GetMany, remote.backend.get_many(&full))
+                    .call(remote, Op::GetMany, remote.client.backend().get_many(&full))
                     .await?;
                 let current = self.current_tags(remote, &found, Vec::new()).await?;
                 for (bytes, current) in found.iter_mut().zip(current) {
@@ -798,7 +791,7 @@ impl Cache {
                         ))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                self.call(remote, Op::SetMany, remote.backend.set_many(&encoded, ttl))
+                self.call(remote, Op::SetMany, remote.client.backend().set_many(&encoded, ttl))
                     .await?;
                 if let Some(local) = &remote.local {
                     let keys: Vec<Event<'_>> = entries
@@ -1066,7 +1059,7 @@ impl Cache {
                 .call(
                     remote,
                     Op::Lock,
-                    remote.backend.set_if_absent(&lock_key, &token, timeout),
+                    remote.client.backend().set_if_absent(&lock_key, &token, timeout),
                 )
                 .await;
             match taken {
@@ -1119,7 +1112,7 @@ impl Cache {
             .call(
                 remote,
                 Op::Lock,
-                remote.backend.delete_if_equals(&lock_key, &token),
+                remote.client.backend().delete_if_equals(&lock_key, &token),
             )
             .await;
         if let Err(err) = released {
@@ -1307,7 +1300,7 @@ impl Cache {
             Store::Remote(remote) => {
                 let token = crate::memory::new_version();
                 let lease_key = inner.lease_key(key);
-                let set = remote.backend.set(&lease_key, &token, Some(LOAD_LEASE));
+                let set = remote.client.backend().set(&lease_key, &token, Some(LOAD_LEASE));
                 if let Err(err) = self.call(remote, Op::Lease, set).await {
                     self.absorb("cache unavailable, the loaded value is not stored", &err);
                     return None;
@@ -1446,17 +1439,8 @@ impl Cache {
             // branch, and every read moves that future several times on its way down.
             return Box::pin(self.fetch_with_tags(remote, key, known)).await;
         }
-        let bytes = match &remote.redis {
-            Some(redis) => {
-                let get = redis.get_prefixed(&inner.prefix, key);
-                self.call(remote, Op::Get, get).await?
-            }
-            None => {
-                let full = inner.full_key(key);
-                self.call(remote, Op::Get, remote.backend.get(&full))
-                    .await?
-            }
-        };
+        let get = remote.client.get(&inner.prefix, key);
+        let bytes = self.call(remote, Op::Get, get).await?;
         if bytes
             .as_deref()
             .is_none_or(|b| envelope::tags(b).is_empty())
@@ -1478,7 +1462,7 @@ impl Cache {
         keys.push(inner.full_key(key));
         keys.extend(known.iter().map(|tag| inner.tag_key(tag)));
         let mut found = self
-            .call(remote, Op::Get, remote.backend.get_many(&keys))
+            .call(remote, Op::Get, remote.client.backend().get_many(&keys))
             .await?
             .into_iter();
         let bytes = found.next().flatten();
@@ -1525,7 +1509,7 @@ impl Cache {
             let inner = &*self.inner;
             let keys: Vec<String> = missing.iter().map(|tag| inner.tag_key(tag)).collect();
             let versions = self
-                .call(remote, Op::Get, remote.backend.get_many(&keys))
+                .call(remote, Op::Get, remote.client.backend().get_many(&keys))
                 .await?;
             known.extend(missing.iter().map(|tag| (*tag).to_owned()).zip(versions));
         }

@@ -16,6 +16,10 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// A serialization format: values in, bytes out, and back.
 ///
+/// Sealed: the formats a cache can write are the variants of [`CodecKind`], so that every
+/// stored value names its format by an id every reader knows. The trait is public to encode
+/// and decode with a format directly, as a cache does.
+///
 /// ```
 /// use cache_core::codec::{Bincode, Codec, Json};
 ///
@@ -28,7 +32,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// Bincode::encode(&"hi", &mut bytes).unwrap();
 /// assert_eq!(Bincode::decode::<String>(&bytes).unwrap(), "hi");
 /// ```
-pub trait Codec {
+pub trait Codec: sealed::Sealed {
     /// The id written into every envelope: stable forever for a given format.
     const ID: u8;
     /// A human-readable name, for logs.
@@ -61,7 +65,8 @@ impl Codec for Bincode {
     const NAME: &'static str = "bincode";
 
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-        bincode::serde::encode_into_std_write(value, out, bincode::config::standard())?;
+        bincode::serde::encode_into_std_write(value, out, bincode::config::standard())
+            .map_err(Error::bincode)?;
         Ok(())
     }
 
@@ -98,12 +103,11 @@ impl Codec for Json {
     const NAME: &'static str = "json";
 
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-        serde_json::to_writer(out, value)?;
-        Ok(())
+        serde_json::to_writer(out, value).map_err(Error::json)
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-        Ok(serde_json::from_slice(bytes)?)
+        serde_json::from_slice(bytes).map_err(Error::json)
     }
 }
 
@@ -248,4 +252,14 @@ mod tests {
             }
         }
     }
+}
+
+mod sealed {
+    /// Only this crate's codecs implement [`Codec`](super::Codec). `pub` in a private module:
+    /// nameable by no one outside, as a supertrait of a public trait must be.
+    #[allow(unreachable_pub)]
+    pub trait Sealed {}
+
+    impl Sealed for super::Bincode {}
+    impl Sealed for super::Json {}
 }

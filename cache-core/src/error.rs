@@ -93,7 +93,21 @@ pub struct Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    /// An error of `kind` saying `message`: for a custom [`Backend`](crate::Backend), which
+    /// reports its failures in the kinds the cache's failure policy acts on
+    /// ([`ErrorKind::Backend`] and [`ErrorKind::Timeout`] count towards the circuit breaker,
+    /// [`ErrorKind::Rejected`] does not).
+    ///
+    /// ```
+    /// use cache_core::{Error, ErrorKind};
+    ///
+    /// let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+    /// let err = Error::new(ErrorKind::Backend, "memcached is unavailable").with_source(io);
+    /// assert!(err.is_unavailable());
+    /// assert_eq!(err.to_string(), "memcached is unavailable: connection reset");
+    /// ```
+    #[must_use]
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
@@ -101,7 +115,13 @@ impl Error {
         }
     }
 
-    pub(crate) fn with_source(mut self, source: impl Into<Source>) -> Self {
+    /// This error, caused by `source` (shown after the message, and by
+    /// [`source`](std::error::Error::source)).
+    #[must_use]
+    pub fn with_source(
+        mut self,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -209,8 +229,13 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<redis::RedisError> for Error {
-    fn from(err: redis::RedisError) -> Self {
+// The conversions from the dependencies' errors are crate-private functions, not `From` impls:
+// a public `From<redis::RedisError>` would tie this crate's semver to redis's. The dependency's
+// error stays reachable as the source.
+impl Error {
+    /// A redis error, in the kind the failure policy acts on.
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis(err: redis::RedisError) -> Self {
         use redis::{ErrorKind as K, ServerErrorKind as S};
         let unavailable = err.is_io_error()
             || err.is_connection_refusal()
@@ -233,16 +258,12 @@ impl From<redis::RedisError> for Error {
         // RedisError's Display never includes the connection password.
         Self::new(kind, message).with_source(err)
     }
-}
 
-impl From<bincode::error::EncodeError> for Error {
-    fn from(err: bincode::error::EncodeError) -> Self {
+    pub(crate) fn bincode(err: bincode::error::EncodeError) -> Self {
         Self::new(ErrorKind::Codec, "bincode could not encode the value").with_source(err)
     }
-}
 
-impl From<serde_json::Error> for Error {
-    fn from(err: serde_json::Error) -> Self {
+    pub(crate) fn json(err: serde_json::Error) -> Self {
         Self::new(ErrorKind::Codec, "JSON codec failed").with_source(err)
     }
 }

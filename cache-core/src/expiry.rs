@@ -153,6 +153,56 @@ impl Expiry {
     pub fn stale_window(&self) -> Duration {
         self.stale
     }
+
+    /// The soft timeout, if set: how long a loader may run before the stale value answers.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let expiry = cache_core::Expiry::new(Duration::from_secs(60))
+    ///     .stale(Duration::from_secs(600))
+    ///     .soft_timeout(Duration::from_millis(200));
+    /// assert_eq!(expiry.soft_timeout_limit(), Some(Duration::from_millis(200)));
+    /// ```
+    #[must_use]
+    pub fn soft_timeout_limit(&self) -> Option<Duration> {
+        self.soft_timeout
+    }
+
+    /// The refresh-ahead fraction of the TTL, if set.
+    ///
+    /// ```
+    /// let expiry = cache_core::Expiry::new(std::time::Duration::from_secs(60)).refresh_ahead(0.8);
+    /// assert_eq!(expiry.refresh_ahead_fraction(), Some(0.8));
+    /// ```
+    #[must_use]
+    pub fn refresh_ahead_fraction(&self) -> Option<f64> {
+        self.refresh_ahead
+    }
+
+    /// The tags the value is stored under.
+    ///
+    /// ```
+    /// let expiry = cache_core::Expiry::new(std::time::Duration::from_secs(60)).tags(["user:7"]);
+    /// assert_eq!(expiry.tag_list(), ["user:7"]);
+    /// ```
+    #[must_use]
+    pub fn tag_list(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// With [`lock`](Expiry::lock), how long another replica's load is waited for (and a lease
+    /// lasts); `None` without the lock.
+    ///
+    /// ```
+    /// use cache_core::{DEFAULT_LOCK_TIMEOUT, Expiry};
+    /// let expiry = Expiry::new(std::time::Duration::from_secs(60));
+    /// assert_eq!(expiry.lock_wait(), None);
+    /// assert_eq!(expiry.lock().lock_wait(), Some(DEFAULT_LOCK_TIMEOUT));
+    /// ```
+    #[must_use]
+    pub fn lock_wait(&self) -> Option<Duration> {
+        self.lock
+    }
 }
 
 impl From<Ttl> for Expiry {

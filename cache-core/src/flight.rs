@@ -15,7 +15,7 @@ type Slot<V> = watch::Sender<Option<V>>;
 /// The work in progress, by key.
 ///
 /// ```
-/// use cache_core::{Flight, SingleFlight};
+/// use cache_core::flight::{Flight, SingleFlight};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -54,6 +54,7 @@ impl<V> Default for SingleFlight<V> {
 
 /// What a caller does for a key: do the work, or wait for whoever is.
 #[derive(Debug)]
+#[must_use = "a dropped Leader ends its flight at once, and a dropped Follower waits for nothing"]
 pub enum Flight<'a, V> {
     /// The caller does the work and publishes its outcome.
     Leader(Leader<'a, V>),
@@ -108,6 +109,7 @@ impl<V: Clone> SingleFlight<V> {
 /// The one caller doing the work for a key. The flight ends when it is dropped: followers still
 /// without an outcome then (the leader gave up, or its future was cancelled) get `None` and
 /// may join again, electing a new leader.
+#[must_use = "dropping the Leader ends the flight: its followers get `None` and elect another"]
 pub struct Leader<'a, V> {
     flights: &'a SingleFlight<V>,
     key: String,
@@ -148,6 +150,7 @@ impl<V> Drop for Leader<'_, V> {
 
 /// A caller waiting for the leader of its key.
 #[derive(Debug)]
+#[must_use = "a Follower does nothing until `wait` is awaited"]
 pub struct Follower<V> {
     rx: watch::Receiver<Option<V>>,
 }

@@ -1,3 +1,4 @@
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! A typed cache for Rust web services: in-process memory, Redis or Redis Cluster behind one
 //! [`Cache`] handle, with keys that cannot be glob-injected, read-through with stampede
 //! protection, and a failure policy under which the cache never fails a request.
@@ -38,7 +39,8 @@
 //! - [`Key`], [`key!`] and [`KeyPart`]: keys from untrusted parts, escaped.
 //! - [`Backend`]: the remote tier's trait (bytes in, bytes out), implemented for Redis and for
 //!   Redis Cluster (`redis+cluster://host:port,host:port`, see [`Cache::connect`]).
-//! - [`SingleFlight`]: one caller per key does the work, the others share its outcome.
+//! - [`flight`]: single-flight, one caller per key does the work and the others share its
+//!   outcome (the read-through's stampede protection, usable on its own).
 //! - [`metrics`]: the metric names.
 //! - [`cache_result`]: `#[cache_result(expire = 1800, key_prefix = "user_stats")]` on an async
 //!   function, method or web handler (feature `macros`).
@@ -58,6 +60,8 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `macros` | yes | [`cache_result`], re-exported from `cache-macros` |
+//! | `redis` | yes | `redis://` URLs and [`backend::RedisBackend`]; without it (and `cluster`), a memory-only cache with no Redis client compiled: `default-features = false, features = ["macros"]` |
+//! | `cluster` | yes | `redis+cluster://` URLs and [`backend::RedisClusterBackend`] (needs `redis`) |
 //! | `tls` | no | `rediss://` and `rediss+cluster://` URLs (Redis over TLS, rustls with the ring provider); `CacheBuilder::tls_root_certificates` for a private CA |
 //! | `uuid`, `chrono`, `time` | no | [`KeyPart`] for those crates' ids, dates and times |
 //! | `axum` | no | [`KeyPart`] for axum's `Path` and `Query` extractors |
@@ -72,7 +76,7 @@ mod envelope;
 mod error;
 mod expiry;
 mod failure;
-mod flight;
+pub mod flight;
 #[cfg(feature = "fuzzing")]
 mod fuzzing;
 mod global;
@@ -90,12 +94,12 @@ pub use crate::builder::CacheBuilder;
 pub use crate::cache::{Cache, Cacheable};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::expiry::{DEFAULT_LOCK_TIMEOUT, Expiry};
-pub use crate::flight::{Flight, Follower, Leader, SingleFlight};
 pub use crate::global::{global, install_global};
 pub use crate::key::{Key, KeyPart, PartWriter};
 pub use crate::memory::MemoryCapacity;
 pub use crate::ttl::Ttl;
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use cache_macros::cache_result;
 
 #[doc(hidden)]
@@ -111,5 +115,5 @@ pub mod __fuzz {
 }
 
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -1,5 +1,5 @@
 //! Parsing the attribute's options: `expire`, `stale`, `key_prefix`, `key`, `skip(..)`, `cache`,
-//! `cache_none`, `tags = [..]`, `lock`.
+//! `cache_none`, `tags = [..]`, `lock`, `crate`.
 //!
 //! Every problem is recorded and parsing goes on, so that the user sees all of them at once.
 
@@ -31,9 +31,12 @@ pub(crate) struct Options {
     pub(crate) cache_none: Option<Span>,
     pub(crate) tags: Vec<LitStr>,
     pub(crate) lock: bool,
+    /// The path of `cache-core` for a user who renamed the dependency (`crate = my_cache`).
+    pub(crate) krate: Option<syn::Path>,
 }
 
-const KNOWN: &str = "expire, stale, key_prefix, key, skip(..), cache, cache_none, tags, lock";
+const KNOWN: &str =
+    "expire, stale, key_prefix, key, skip(..), cache, cache_none, tags, lock, crate";
 
 /// Reads the options; problems go to `errors`.
 pub(crate) fn parse(attr: TokenStream, errors: &mut Errors) -> Options {
@@ -72,6 +75,7 @@ pub(crate) fn parse(attr: TokenStream, errors: &mut Errors) -> Options {
             }
             "key" => options.key = Some(meta.value()?.parse()?),
             "cache" => options.cache = Some(meta.value()?.parse()?),
+            "crate" => options.krate = crate_path(meta.value()?.parse()?, errors),
             "skip" => {
                 meta.parse_nested_meta(|inner| {
                     match inner.path.get_ident() {
@@ -146,6 +150,33 @@ pub(crate) fn parse(attr: TokenStream, errors: &mut Errors) -> Options {
         errors.push(err);
     }
     options
+}
+
+/// `crate = my_cache` or, as serde writes it, `crate = "my_cache"`.
+fn crate_path(value: Expr, errors: &mut Errors) -> Option<syn::Path> {
+    match value {
+        Expr::Path(path) if path.qself.is_none() => Some(path.path),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(text),
+            ..
+        }) => match text.parse::<syn::Path>() {
+            Ok(path) => Some(path),
+            Err(_) => {
+                errors.push(syn::Error::new_spanned(
+                    &text,
+                    "crate takes the path of cache-core, such as `crate = my_cache`",
+                ));
+                None
+            }
+        },
+        other => {
+            errors.push(syn::Error::new_spanned(
+                other,
+                "crate takes the path of cache-core, such as `crate = my_cache`",
+            ));
+            None
+        }
+    }
 }
 
 fn path_text(path: &syn::Path) -> String {

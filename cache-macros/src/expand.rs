@@ -43,6 +43,7 @@ fn expand(plan: Plan) -> TokenStream {
         stale,
         tags,
         lock,
+        krate,
         output,
     } = plan;
     let syn::ItemFn {
@@ -51,7 +52,7 @@ fn expand(plan: Plan) -> TokenStream {
         sig,
         block,
     } = item;
-    let private = quote!(::cache_core::__private);
+    let private = quote!(#krate::__private);
 
     let start = match prefix {
         Prefix::Given(lit) => quote!(#private::key(#lit)),
@@ -133,7 +134,7 @@ fn expand(plan: Plan) -> TokenStream {
     // The whole call is spanned at the return type: a value that cannot be cached, or an error
     // that cannot be shared, is reported there rather than on the attribute.
     let read_through = quote_spanned! {ty.span()=>
-        let __result = ::cache_core::__private::read_through(#cache_ref, __cache_result_key, #expire, #stale, __cache_result_tags, #lock, move || async move {
+        let __result = #private::read_through(#cache_ref, __cache_result_key, #expire, #stale, __cache_result_tags, #lock, move || async move {
             let __ret: #ty = #block;
             #loader_tail
         })

@@ -57,6 +57,7 @@ use proc_macro::TokenStream;
 /// | `cache_none` | cache `None` too (for `Option` functions) |
 /// | `tags = ["user:{user_id}", "stats"]` | store the value under these tags, as [`Expiry::tags`]: `cache.invalidate_tag("user:42")` then voids it on every replica. `{..}` holes name arguments (or their fields, or `self`), shown with `Display`; `{{` and `}}` are literal braces |
 /// | `lock = true` | one loader per key across replicas, as [`Expiry::lock`]: on a miss, the replica holding a Redis lease runs the body while the others wait for its value |
+/// | `crate = my_cache` | the path of `cache-core` when the dependency is renamed (`my_cache = { package = "cache-core", .. }`), as serde's `crate = ".."`; also written `crate = "my_cache"`. Default: `::cache_core` |
 ///
 /// # Keys
 ///
@@ -135,3 +136,7 @@ impl Errors {
         self.0.map_or(Ok(()), Err)
     }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -20,6 +20,8 @@ pub(crate) struct Plan {
     /// One `format!` per tag.
     pub(crate) tags: Vec<TokenStream>,
     pub(crate) lock: bool,
+    /// `::cache_core`, or the path `crate = ..` gave.
+    pub(crate) krate: syn::Path,
     pub(crate) output: Output,
 }
 
@@ -159,6 +161,9 @@ pub(crate) fn plan(options: Options, item: ItemFn, errors: &mut Errors) -> Optio
         stale: options.stale,
         tags,
         lock: options.lock,
+        krate: options
+            .krate
+            .unwrap_or_else(|| syn::parse_quote!(::cache_core)),
         output,
     })
 }

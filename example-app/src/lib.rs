@@ -87,3 +87,9 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down: finishing in-flight requests");
 }
+
+/// The workspace README's examples, run as doctests here: the app depends on every crate they
+/// use, and a published crate may not reach outside its own folder.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadmeDoctests;

@@ -54,8 +54,8 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectio
 use tokio::sync::mpsc;
 
 use super::redis::{
-    client_trusting, connect_error, px, refused_credentials, replace_cmd, scripts, set_cmd,
-    set_if_absent_cmd, subscribe, untrusted_certificate,
+    Prefixed, client_trusting, connect_error, get_cmd, px, refused_credentials, replace_cmd,
+    scripts, set_cmd, set_if_absent_cmd, subscribe, untrusted_certificate,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -221,6 +221,23 @@ impl RedisClusterBackend {
     #[must_use]
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// `GET` of `prefix` + `key`: the cache's hit path, with the same command as one node's.
+    pub(crate) async fn get_prefixed(&self, prefix: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        self.query(&get_cmd(prefix, key)).await
+    }
+
+    /// `SET` of `prefix` + `key`: the cache's write path.
+    pub(crate) async fn set_prefixed(
+        &self,
+        prefix: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        self.query(&set_cmd(Prefixed(prefix, key), value, ttl))
+            .await
     }
 
     fn conn(&self) -> ClusterConnection {
@@ -454,7 +471,7 @@ fn cluster_error(err: redis::RedisError) -> Error {
         )
         .with_source(err);
     }
-    err.into()
+    Error::redis(err)
 }
 
 fn host_of(info: &ConnectionInfo) -> String {

@@ -156,9 +156,7 @@ impl RedisBackend {
     /// `GET` of the key `prefix` followed by `key`, sent as one argument without building it
     /// first: the cache's hit path.
     pub(crate) async fn get_prefixed(&self, prefix: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        let mut cmd = redis::Cmd::with_capacity(2, 3 + prefix.len() + key.len());
-        cmd.arg("GET").arg(Prefixed(prefix, key));
-        self.query(&cmd).await
+        self.query(&get_cmd(prefix, key)).await
     }
 
     /// [`set`](super::Backend::set) of the key `prefix` followed by `key`.
@@ -217,7 +215,8 @@ impl RedisBackend {
                 tracing::debug!(address = %self.address, "redis connection replaced");
                 Ok::<_, redis::RedisError>(connection)
             })
-            .await?;
+            .await
+            .map_err(Error::redis)?;
         Ok(connection.clone())
     }
 
@@ -229,7 +228,7 @@ impl RedisBackend {
         {
             self.retire(lease);
         }
-        Ok(result?)
+        result.map_err(Error::redis)
     }
 
     /// Empties the lease's slot, so that the next operation there connects anew. Operations
@@ -269,7 +268,8 @@ impl RedisBackend {
 }
 
 /// A key written as one command argument from its namespace prefix and the caller's key.
-struct Prefixed<'a>(&'a str, &'a str);
+/// A key written as two parts, the namespace prefix and the key, into one argument.
+pub(crate) struct Prefixed<'a>(pub(crate) &'a str, pub(crate) &'a str);
 
 impl redis::ToRedisArgs for Prefixed<'_> {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
@@ -342,7 +342,8 @@ pub(crate) fn client_trusting(info: redis::ConnectionInfo, pem: &[u8]) -> Result
     })
 }
 
-#[cfg(not(feature = "tls"))]
+// Only the cluster backend calls it without `tls` (to say TLS needs the feature).
+#[cfg(all(not(feature = "tls"), feature = "cluster"))]
 pub(crate) fn client_trusting(_info: redis::ConnectionInfo, _pem: &[u8]) -> Result<redis::Client> {
     Err(Error::config(
         "TLS root certificates need cache-core's \"tls\" feature",
@@ -421,6 +422,13 @@ pub(crate) fn connect_error(address: &str, e: redis::RedisError) -> Error {
     };
     // RedisError's Display never includes the connection password.
     err.with_source(e)
+}
+
+/// `GET prefix+key`, the key sent as one argument without building it first.
+pub(crate) fn get_cmd(prefix: &str, key: &str) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(2, 3 + prefix.len() + key.len());
+    cmd.arg("GET").arg(Prefixed(prefix, key));
+    cmd
 }
 
 /// `SET key value [PX ttl]`.
@@ -624,8 +632,8 @@ pub(crate) async fn subscribe(
     client: &redis::Client,
     channel: &str,
 ) -> Result<mpsc::Receiver<Vec<u8>>> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
+    let mut pubsub = client.get_async_pubsub().await.map_err(Error::redis)?;
+    pubsub.subscribe(channel).await.map_err(Error::redis)?;
     let mut messages = pubsub.into_on_message();
     // Bounded: a receiver that stops reading holds the forwarder, not unbounded memory.
     let (tx, rx) = mpsc::channel(1024);

@@ -17,6 +17,7 @@ macro_rules! display_parts {
 }
 
 #[cfg(feature = "uuid")]
+#[cfg_attr(docsrs, doc(cfg(feature = "uuid")))]
 impl KeyPart for uuid::Uuid {
     /// The hyphenated lowercase form.
     fn write_part(&self, out: &mut PartWriter<'_>) {
@@ -30,6 +31,7 @@ mod chrono_parts {
 
     display_parts!(chrono::NaiveDate, chrono::NaiveTime, chrono::NaiveDateTime);
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "chrono")))]
     impl<Tz: chrono::TimeZone> KeyPart for chrono::DateTime<Tz> {
         /// RFC 3339 in UTC, so one instant is one key whatever the offset it was given in.
         fn write_part(&self, out: &mut PartWriter<'_>) {
@@ -45,6 +47,7 @@ mod time_parts {
 
     display_parts!(time::Date, time::Time, time::PrimitiveDateTime);
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "time")))]
     impl KeyPart for time::OffsetDateTime {
         /// The instant in UTC, so one instant is one key whatever the offset it was given in.
         fn write_part(&self, out: &mut PartWriter<'_>) {
@@ -59,6 +62,7 @@ mod time_parts {
 mod axum_parts {
     use super::{KeyPart, PartWriter};
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     impl<T: KeyPart> KeyPart for axum::extract::Path<T> {
         /// The extracted value.
         fn write_part(&self, out: &mut PartWriter<'_>) {
@@ -66,6 +70,7 @@ mod axum_parts {
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     impl<T: KeyPart> KeyPart for axum::extract::Query<T> {
         /// The extracted value.
         fn write_part(&self, out: &mut PartWriter<'_>) {
@@ -78,6 +83,7 @@ mod axum_parts {
 mod actix_parts {
     use super::{KeyPart, PartWriter};
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
     impl<T: KeyPart> KeyPart for actix_web::web::Path<T> {
         /// The extracted value.
         fn write_part(&self, out: &mut PartWriter<'_>) {
@@ -85,6 +91,7 @@ mod actix_parts {
         }
     }
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
     impl<T: KeyPart> KeyPart for actix_web::web::Query<T> {
         /// The extracted value.
         fn write_part(&self, out: &mut PartWriter<'_>) {
