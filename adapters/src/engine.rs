@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use cache_core::{Cache, Flight, Key, SingleFlight, Ttl};
-use http::header::{AGE, CONTENT_LENGTH, HOST, RANGE};
+use http::header::{AGE, AUTHORIZATION, CONTENT_LENGTH, HOST, RANGE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, request};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -42,6 +42,7 @@ pub(crate) struct Refresh<B> {
     variants: Variants,
     index: usize,
     key: Key,
+    personal: bool,
 }
 
 type Reply<O, B> = Result<Response<CacheBody<<O as Origin<B>>::Body>>, <O as Origin<B>>::Error>;
@@ -50,6 +51,8 @@ type Reply<O, B> = Result<Response<CacheBody<<O as Origin<B>>::Body>>, <O as Ori
 struct Found {
     variants: Variants,
     key: Key,
+    /// The key has a per-user part: the entry answers one user's requests only.
+    personal: bool,
 }
 
 /// The shared state of one cache layer.
@@ -113,10 +116,21 @@ impl Engine {
             if !(request.method() == Method::GET || request.method() == Method::HEAD) {
                 return Box::pin(self.forward(request, origin, "fwd=bypass")).await;
             }
-            let key = self.key(&request);
+            let user = self.user(&request);
+            if user.is_none()
+                && self.config.user.is_some()
+                && request.headers().contains_key(AUTHORIZATION)
+            {
+                // Keys are per user but this authenticated request has none: its answer is not
+                // for others, and the shared entry is not for it.
+                let status = "fwd=bypass; detail=no-user";
+                return Box::pin(self.forward(request, origin, status)).await;
+            }
+            let key = self.key(&request, user.as_deref());
             let found = Found {
                 variants: self.load(&key).await,
                 key,
+                personal: user.is_some(),
             };
             let request_cc = CacheControl::parse_request(request.headers());
             if let Some(index) = found.variants.select(request.headers()) {
@@ -369,8 +383,8 @@ impl Engine {
             &self.config.rules,
         )
         .or_else(|reason| match reason {
-            // Keys are per user: a response to an authenticated request is that user's alone.
-            policy::NotStorable::Authorization if self.config.user.is_some() => Ok(()),
+            // The key is per user: a response to an authenticated request is that user's alone.
+            policy::NotStorable::Authorization if found.personal => Ok(()),
             other => Err(other),
         })
         .and_then(|()| {
@@ -464,6 +478,7 @@ impl Engine {
             variants: found.variants.clone(),
             index,
             key: found.key.clone(),
+            personal: found.personal,
         };
         origin.spawn_refresh(Arc::clone(self), refresh);
     }
@@ -480,6 +495,7 @@ impl Engine {
             variants,
             index,
             key,
+            personal,
         } = refresh;
         let _claim = Claim {
             engine: &self,
@@ -510,7 +526,11 @@ impl Engine {
             variants.insert(updated);
             self.save(&key, &variants).await;
         } else {
-            let found = Found { variants, key };
+            let found = Found {
+                variants,
+                key,
+                personal,
+            };
             let (reply, _) = self
                 .store_or_pass(
                     &Method::GET,
@@ -640,15 +660,11 @@ impl Engine {
         user(&parts_of(request))
     }
 
-    fn key<B>(&self, request: &Request<B>) -> Key {
+    fn key<B>(&self, request: &Request<B>, user: Option<&str>) -> Key {
         let uri = request.uri();
         let host = host_of(uri, request.headers());
         let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        self.key_for(
-            host.as_deref(),
-            path_and_query,
-            self.user(request).as_deref(),
-        )
+        self.key_for(host.as_deref(), path_and_query, user)
     }
 
     fn key_for(&self, host: Option<&str>, path_and_query: &str, user: Option<&str>) -> Key {

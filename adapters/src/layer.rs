@@ -51,7 +51,8 @@ impl HttpCacheLayer {
     /// Caches responses per user: `user` derives an identity (a user id, a token's subject)
     /// from the request, which becomes part of the cache key. Responses to requests with
     /// `Authorization` are then stored (they are that user's alone); anonymous requests
-    /// (`None`) share entries as usual.
+    /// (`None`) share entries as usual. A request with `Authorization` but no identity
+    /// (`None`) bypasses the cache: it is neither answered from the shared entry nor stored.
     ///
     /// ```
     /// # use cache_adapters::HttpCacheLayer;

@@ -156,6 +156,7 @@ support::on_every_backend!(actix:
     a_client_revalidating_gets_304_from_the_cache,
     concurrent_misses_reach_the_handler_once,
     oversized_bodies_stream_and_are_not_stored,
+    per_user_never_shares_an_authenticated_response_without_a_user,
 );
 
 async fn a_fresh_response_is_served_from_the_cache(fx: &Fixture) {
@@ -254,6 +255,44 @@ async fn per_user_keys_cache_authenticated_responses_per_user(fx: &Fixture) {
         }
     }
     assert_eq!(hits.get(), 2, "one origin request per user, then hits");
+}
+
+async fn per_user_never_shares_an_authenticated_response_without_a_user(fx: &Fixture) {
+    let hits = Hits::default();
+    // The identity comes from a header these requests lack: their key function says `None`.
+    let layer = HttpCacheLayer::new(fx.cache().await).per_user(|r| {
+        r.headers
+            .get("x-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let app = app!(hits, layer);
+    let me = |who: Option<&str>| {
+        let request = get("/me");
+        match who {
+            Some(who) => request.insert_header(("authorization", who.to_owned())),
+            None => request,
+        }
+        .to_request()
+    };
+    assert_eq!(
+        read(test::call_service(&app, me(None)).await).await.2,
+        "profile of nobody"
+    );
+    for who in ["Bearer alice", "Bearer bob", "Bearer alice"] {
+        let (_, headers, body) = read(test::call_service(&app, me(Some(who))).await).await;
+        assert_eq!(
+            body,
+            format!("profile of {who}"),
+            "neither the shared entry nor another user's: {headers:?}"
+        );
+    }
+    assert_eq!(
+        read(test::call_service(&app, me(None)).await).await.2,
+        "profile of nobody",
+        "anonymous requests still share their entry"
+    );
+    assert_eq!(hits.get(), 4, "no authenticated response was stored");
 }
 
 async fn set_cookie_responses_are_not_stored(fx: &Fixture) {

@@ -202,6 +202,7 @@ support::on_every_backend!(
     oversized_bodies_stream_and_are_not_stored,
     byte_ranges_are_served_from_a_stored_response,
     stale_while_revalidate_serves_stale_and_refreshes_in_the_background,
+    per_user_never_shares_an_authenticated_response_without_a_user,
 );
 
 async fn byte_ranges_are_served_from_a_stored_response(fx: &Fixture) {
@@ -329,6 +330,33 @@ async fn per_user_keys_cache_authenticated_responses_per_user(fx: &Fixture) {
         );
     }
     assert_eq!(hits.get(), 2, "one origin request per user, then hits");
+}
+
+async fn per_user_never_shares_an_authenticated_response_without_a_user(fx: &Fixture) {
+    let hits = Hits::default();
+    // The identity comes from a header these requests lack: their key function says `None`.
+    let layer = HttpCacheLayer::new(fx.cache().await).per_user(|r| {
+        r.headers
+            .get("x-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let app = app(hits.clone(), layer);
+    assert_eq!(send(&app, get_req("/me")).await.2, "profile of nobody");
+    for who in ["Bearer alice", "Bearer bob", "Bearer alice"] {
+        let (_, headers, body) = send(&app, with("/me", "authorization", who)).await;
+        assert_eq!(
+            body,
+            format!("profile of {who}"),
+            "neither the shared entry nor another user's: {headers:?}"
+        );
+    }
+    assert_eq!(
+        send(&app, get_req("/me")).await.2,
+        "profile of nobody",
+        "anonymous requests still share their entry"
+    );
+    assert_eq!(hits.get(), 4, "no authenticated response was stored");
 }
 
 async fn set_cookie_and_private_responses_are_not_stored(fx: &Fixture) {
