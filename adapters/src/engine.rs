@@ -87,6 +87,14 @@ impl Engine {
         }
     }
 
+    pub(crate) fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Answers one request.
     ///
     /// Not an `async fn`: the shells box this future on every request, and an `async fn`'s
