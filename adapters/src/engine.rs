@@ -46,8 +46,6 @@ type Reply<O, B> = Result<Response<CacheBody<<O as Origin<B>>::Body>>, <O as Ori
 struct Found {
     variants: Variants,
     key: Key,
-    /// The key has a per-user part: the entry answers one user's requests only.
-    personal: bool,
 }
 
 /// The shared state of one cache layer.
@@ -117,8 +115,12 @@ impl Engine {
             if !(request.method() == Method::GET || request.method() == Method::HEAD) {
                 return Box::pin(self.forward(request, origin, "fwd=bypass")).await;
             }
-            let user = self.user(&request);
-            if user.is_none()
+            // The user is not kept past the key: every await of a hit would carry it.
+            let (key, personal) = {
+                let user = self.user(&request);
+                (self.key(&request, user.as_deref()), user.is_some())
+            };
+            if !personal
                 && self.config.user.is_some()
                 && request.headers().contains_key(AUTHORIZATION)
             {
@@ -127,11 +129,9 @@ impl Engine {
                 let status = "fwd=bypass; detail=no-user";
                 return Box::pin(self.forward(request, origin, status)).await;
             }
-            let key = self.key(&request, user.as_deref());
             let found = Found {
                 variants: self.load(&key).await,
                 key,
-                personal: user.is_some(),
             };
             let request_cc = CacheControl::parse_request(request.headers());
             if let Some(index) = found.variants.select(request.headers()) {

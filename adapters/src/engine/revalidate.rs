@@ -20,7 +20,6 @@ pub(crate) struct Refresh<B> {
     variants: Variants,
     index: usize,
     key: Key,
-    personal: bool,
 }
 
 impl Engine {
@@ -134,7 +133,6 @@ impl Engine {
             variants: found.variants.clone(),
             index,
             key: found.key.clone(),
-            personal: found.personal,
         };
         origin.spawn_refresh(Arc::clone(self), refresh);
     }
@@ -151,7 +149,6 @@ impl Engine {
             variants,
             index,
             key,
-            personal,
         } = refresh;
         let _claim = Claim {
             engine: &self,
@@ -182,11 +179,7 @@ impl Engine {
             variants.insert(updated);
             self.save(&key, &variants).await;
         } else {
-            let found = Found {
-                variants,
-                key,
-                personal,
-            };
+            let found = Found { variants, key };
             let (reply, _) = self
                 .store_or_pass(
                     &Method::GET,

@@ -123,8 +123,9 @@ impl Engine {
             &self.config.rules,
         )
         .or_else(|reason| match reason {
-            // The key is per user: a response to an authenticated request is that user's alone.
-            policy::NotStorable::Authorization if found.personal => Ok(()),
+            // Keys are per user, and an authenticated request without a user never gets here
+            // (`handle` bypasses it): the response is that user's alone.
+            policy::NotStorable::Authorization if self.config.user.is_some() => Ok(()),
             other => Err(other),
         })
         .and_then(|()| {
