@@ -89,9 +89,7 @@ impl Engine {
     /// Answers one request.
     ///
     /// Not an `async fn`: the shells box this future on every request, and an `async fn`'s
-    /// future keeps its arguments twice, as received and as moved into its body. Behind axum
-    /// that made it 1,304 bytes, this 1,016: under the 1,032 that glibc serves from its
-    /// per-thread cache, so a hit's allocation of it stays on the fast path.
+    /// future would hold its arguments twice, as received and as moved into its body.
     #[expect(
         clippy::manual_async_fn,
         reason = "an async fn would store the request twice; see above"
@@ -106,9 +104,8 @@ impl Engine {
         O: Origin<B>,
     {
         async move {
-            // Paths other than a hit are awaited in a box of their own. The future is as large
-            // as its largest state, and is moved and allocated on every request: with the
-            // miss path inline it was 3,088 bytes.
+            // Paths other than a hit are awaited in boxes of their own: a future is as large as
+            // its largest state, and this one is allocated on every request.
             if policy::is_unsafe(request.method()) {
                 return Box::pin(self.unsafe_method(request, origin)).await;
             }
