@@ -42,10 +42,10 @@ where
     type Future = Ready<Result<ActixHttpCache<S>, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        let engine = Arc::new(Engine::new(self.cache.clone(), self.config.clone()));
+        // One state for every worker's middleware: misses coalesce across workers.
         ready(Ok(ActixHttpCache {
             service: Rc::new(service),
-            engine,
+            engine: Arc::clone(&self.engine),
         }))
     }
 }

@@ -31,11 +31,14 @@ use crate::engine::{Engine, Origin, Refresh};
 ///     .route("/foods", get(|| async { ([("cache-control", "max-age=60")], "oats, lentils") }))
 ///     .layer(HttpCacheLayer::new(Cache::memory()));
 /// ```
+///
+/// Clones of a layer, and every service it makes, share one state: concurrent misses for a URL
+/// reach the origin once across all of them. axum applies a layer again per request to a router
+/// without state, and actix-web once per worker: build the layer once and clone it.
 #[must_use]
 #[derive(Clone, Debug)]
 pub struct HttpCacheLayer {
-    pub(crate) cache: Cache,
-    pub(crate) config: Config,
+    pub(crate) engine: Arc<Engine>,
 }
 
 impl HttpCacheLayer {
@@ -43,15 +46,24 @@ impl HttpCacheLayer {
     /// to 1 MiB, every status the RFC allows, a `Cache-Status` header named `cache-adapters`.
     pub fn new(cache: Cache) -> Self {
         Self {
-            cache,
-            config: Config::default(),
+            engine: Arc::new(Engine::new(cache, Config::default())),
+        }
+    }
+
+    /// This layer with its configuration changed, and a state of its own to go with it.
+    fn configure(self, change: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.engine.config().clone();
+        change(&mut config);
+        Self {
+            engine: Arc::new(Engine::new(self.engine.cache().clone(), config)),
         }
     }
 
     /// Caches responses per user: `user` derives an identity (a user id, a token's subject)
     /// from the request, which becomes part of the cache key. Responses to requests with
     /// `Authorization` are then stored (they are that user's alone); anonymous requests
-    /// (`None`) share entries as usual.
+    /// (`None`) share entries as usual. A request with `Authorization` but no identity
+    /// (`None`) bypasses the cache: it is neither answered from the shared entry nor stored.
     ///
     /// ```
     /// # use cache_adapters::HttpCacheLayer;
@@ -59,58 +71,47 @@ impl HttpCacheLayer {
     ///     request.headers.get("authorization")?.to_str().ok().map(str::to_owned)
     /// });
     /// ```
-    pub fn per_user(
-        mut self,
-        user: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static,
-    ) -> Self {
-        self.config.user = Some(Arc::new(user));
-        self
+    pub fn per_user(self, user: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.configure(|config| config.user = Some(Arc::new(user)))
     }
 
     /// Freshness for responses that state none (no `max-age`, `s-maxage` or `Expires`).
-    pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.config.rules.heuristics.default_ttl = Some(ttl);
-        self
+    pub fn default_ttl(self, ttl: Duration) -> Self {
+        self.configure(|config| config.rules.heuristics.default_ttl = Some(ttl))
     }
 
     /// Heuristic freshness from `Last-Modified` (RFC 9111 §4.2.2): off by default.
-    pub fn heuristic_freshness(mut self, enabled: bool) -> Self {
-        self.config.rules.heuristics.last_modified_fraction = enabled;
-        self
+    pub fn heuristic_freshness(self, enabled: bool) -> Self {
+        self.configure(|config| config.rules.heuristics.last_modified_fraction = enabled)
     }
 
     /// Store responses that carry `Set-Cookie` (RFC 9111 §7.3 allows it). Off by default:
     /// behind an application a cookie is usually a session, which a shared cache must never
     /// replay to another user. A response can still opt in with `Cache-Control: public`.
-    pub fn store_set_cookie(mut self, enabled: bool) -> Self {
-        self.config.rules.store_set_cookie = enabled;
-        self
+    pub fn store_set_cookie(self, enabled: bool) -> Self {
+        self.configure(|config| config.rules.store_set_cookie = enabled)
     }
 
     /// The largest body stored (default 1 MiB); larger responses stream through, unstored.
-    pub fn max_body_bytes(mut self, limit: usize) -> Self {
-        self.config.max_body = limit;
-        self
+    pub fn max_body_bytes(self, limit: usize) -> Self {
+        self.configure(|config| config.max_body = limit)
     }
 
     /// Store only responses with these statuses (default: every status the RFC allows).
-    pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
-        self.config.statuses = Some(statuses.into_iter().collect());
-        self
+    pub fn statuses(self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        self.configure(|config| config.statuses = Some(statuses.into_iter().collect()))
     }
 
     /// The name this cache gives itself in the `Cache-Status` response header (RFC 9211), or
     /// `None` to add no such header.
-    pub fn cache_status(mut self, name: Option<impl Into<String>>) -> Self {
-        self.config.cache_status = name.map(Into::into);
-        self
+    pub fn cache_status(self, name: Option<impl Into<String>>) -> Self {
+        self.configure(|config| config.cache_status = name.map(Into::into))
     }
 
     /// How long an entry is kept after it goes stale, to be revalidated with a conditional
     /// request or served under `max-stale` / `stale-*` (default one hour).
-    pub fn retention(mut self, keep: Duration) -> Self {
-        self.config.retention = keep;
-        self
+    pub fn retention(self, keep: Duration) -> Self {
+        self.configure(|config| config.retention = keep)
     }
 }
 
@@ -120,7 +121,7 @@ impl<S> Layer<S> for HttpCacheLayer {
     fn layer(&self, inner: S) -> HttpCache<S> {
         HttpCache {
             inner,
-            engine: Arc::new(Engine::new(self.cache.clone(), self.config.clone())),
+            engine: Arc::clone(&self.engine),
         }
     }
 }

@@ -1,7 +1,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 //! RFC 9111 HTTP response caching for shared caches over [`cache_core::Cache`]: a tower layer
 //! for axum and hyper, and actix-web middleware (feature `actix`), both thin shells around one
-//! framework-agnostic [`policy`] and one caching flow.
+//! framework-agnostic policy (RFC 9111 over the `http` crate's types) and one caching flow.
 //!
 //! ```
 //! use axum::{Router, routing::get};
@@ -26,14 +26,17 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `actix` | no | actix-web middleware |
+//! | `fuzzing` | no | internal: the entry points of the fuzz targets in `fuzz/`; not API |
 
 #[cfg(feature = "actix")]
 mod actix;
 mod body;
 mod config;
 mod engine;
+#[cfg(feature = "fuzzing")]
+mod fuzzing;
 mod layer;
-pub mod policy;
+mod policy;
 mod stored;
 
 #[cfg(feature = "actix")]
@@ -41,6 +44,13 @@ mod stored;
 pub use crate::actix::ActixHttpCache;
 pub use crate::body::CacheBody;
 pub use crate::layer::{HttpCache, HttpCacheLayer, ResponseFuture};
+
+/// For the fuzz targets in `fuzz/` only (feature `fuzzing`): not API, may change at any time.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::fuzzing::*;
+}
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

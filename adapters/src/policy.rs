@@ -4,32 +4,32 @@
 //! Every function here is pure: no I/O, no clock (callers pass `now`). The engine and both
 //! framework shells call it, so axum and actix-web behave identically.
 
-pub mod cache_control;
-pub mod conditional;
-pub mod freshness;
-pub mod vary;
+pub(crate) mod cache_control;
+pub(crate) mod conditional;
+pub(crate) mod freshness;
+pub(crate) mod vary;
 
 use http::header::{AUTHORIZATION, CONTENT_LOCATION, LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderName, Method, StatusCode, Uri};
 
-pub use self::cache_control::{CacheControl, Seconds};
-pub use self::freshness::{Heuristics, Reuse, Timing};
+pub(crate) use self::cache_control::CacheControl;
+pub(crate) use self::freshness::{Heuristics, Reuse, Timing};
 
 /// The choices RFC 9111 leaves to a cache, as this one makes them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Rules {
+pub(crate) struct Rules {
     /// Freshness for responses that state none.
-    pub heuristics: Heuristics,
+    pub(crate) heuristics: Heuristics,
     /// Store responses that set cookies (RFC 9111 §7.3 allows it). Off by default: behind an
     /// application a `Set-Cookie` is usually a session, which a shared cache must not replay
     /// to another user; the response can still opt in with `public`.
-    pub store_set_cookie: bool,
+    pub(crate) store_set_cookie: bool,
 }
-pub use self::vary::Vary;
+pub(crate) use self::vary::Vary;
 
 /// Why a response is not stored, for the `Cache-Status` detail and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotStorable {
+pub(crate) enum NotStorable {
     /// Only GET responses are stored.
     Method,
     /// The status is not final, is partial content, or is one this cache does not store.
@@ -53,7 +53,7 @@ pub enum NotStorable {
 impl NotStorable {
     /// A short reason, used as `Cache-Status: ...; detail=`.
     #[must_use]
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Method => "method",
             Self::Status => "status",
@@ -82,7 +82,7 @@ fn understood(status: StatusCode) -> bool {
 ///
 /// # Errors
 /// Why it may not.
-pub fn storable(
+pub(crate) fn storable(
     method: &Method,
     request: &HeaderMap,
     request_cc: &CacheControl,
@@ -144,7 +144,7 @@ pub fn storable(
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never stored or forwarded from storage, including
 /// those the `Connection` header names.
 #[must_use]
-pub fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
+pub(crate) fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
     let mut names: Vec<HeaderName> = [
         "connection",
         "keep-alive",
@@ -172,7 +172,7 @@ pub fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Applies a 304's headers to a stored response's (RFC 9111 §3.2): each field in the 304
 /// replaces the stored field of the same name, except `Content-Length` and hop-by-hop fields.
-pub fn update_headers(stored: &mut HeaderMap, not_modified: &HeaderMap) {
+pub(crate) fn update_headers(stored: &mut HeaderMap, not_modified: &HeaderMap) {
     let skip = hop_by_hop(not_modified);
     let mut replaced: Vec<HeaderName> = Vec::new();
     for (name, value) in not_modified {
@@ -191,7 +191,7 @@ pub fn update_headers(stored: &mut HeaderMap, not_modified: &HeaderMap) {
 /// `Location` and `Content-Location` of the response when they are on the same origin.
 /// Returned as path-and-query strings.
 #[must_use]
-pub fn invalidated(target: &Uri, host: Option<&str>, response: &HeaderMap) -> Vec<String> {
+pub(crate) fn invalidated(target: &Uri, host: Option<&str>, response: &HeaderMap) -> Vec<String> {
     let mut out = vec![path_and_query(target)];
     for name in [LOCATION, CONTENT_LOCATION] {
         let Some(value) = response
@@ -229,14 +229,14 @@ pub fn invalidated(target: &Uri, host: Option<&str>, response: &HeaderMap) -> Ve
 
 /// A URI's path and query, `/` when empty.
 #[must_use]
-pub fn path_and_query(uri: &Uri) -> String {
+pub(crate) fn path_and_query(uri: &Uri) -> String {
     uri.path_and_query()
         .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned())
 }
 
 /// True for methods a cache must invalidate on (anything but GET, HEAD, OPTIONS, TRACE).
 #[must_use]
-pub fn is_unsafe(method: &Method) -> bool {
+pub(crate) fn is_unsafe(method: &Method) -> bool {
     !matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE

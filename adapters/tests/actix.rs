@@ -10,9 +10,11 @@
 #[path = "../../cache-core/tests/support/mod.rs"]
 mod support;
 
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::dev::{Service, ServiceResponse};
@@ -108,6 +110,22 @@ async fn big(hits: web::Data<Hits>) -> HttpResponse {
         .body("x".repeat(64 * 1024))
 }
 
+/// Requests that reached [`gated`], which answers only once `issued` reaches `of`.
+struct Gate {
+    calls: AtomicUsize,
+    issued: tokio::sync::watch::Receiver<usize>,
+    of: usize,
+}
+
+async fn gated(gate: web::Data<Gate>) -> HttpResponse {
+    gate.calls.fetch_add(1, Ordering::SeqCst);
+    let mut issued = gate.issued.clone();
+    issued.wait_for(|n| *n == gate.of).await.unwrap();
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "max-age=60"))
+        .body("gated body")
+}
+
 macro_rules! app {
     ($hits:expr, $layer:expr) => {
         test::init_service(
@@ -156,7 +174,19 @@ support::on_every_backend!(actix:
     a_client_revalidating_gets_304_from_the_cache,
     concurrent_misses_reach_the_handler_once,
     oversized_bodies_stream_and_are_not_stored,
+    per_user_never_shares_an_authenticated_response_without_a_user,
 );
+
+/// Polls `future` once, so that it has started, runs `then`, and finishes it.
+async fn started<F: Future>(future: F, then: impl FnOnce()) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let first = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+    then();
+    match first {
+        Poll::Ready(output) => output,
+        Poll::Pending => future.await,
+    }
+}
 
 async fn a_fresh_response_is_served_from_the_cache(fx: &Fixture) {
     let hits = Hits::default();
@@ -254,6 +284,98 @@ async fn per_user_keys_cache_authenticated_responses_per_user(fx: &Fixture) {
         }
     }
     assert_eq!(hits.get(), 2, "one origin request per user, then hits");
+}
+
+async fn per_user_never_shares_an_authenticated_response_without_a_user(fx: &Fixture) {
+    let hits = Hits::default();
+    // The identity comes from a header these requests lack: their key function says `None`.
+    let layer = HttpCacheLayer::new(fx.cache().await).per_user(|r| {
+        r.headers
+            .get("x-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let app = app!(hits, layer);
+    let me = |who: Option<&str>| {
+        let request = get("/me");
+        match who {
+            Some(who) => request.insert_header(("authorization", who.to_owned())),
+            None => request,
+        }
+        .to_request()
+    };
+    assert_eq!(
+        read(test::call_service(&app, me(None)).await).await.2,
+        "profile of nobody"
+    );
+    for who in ["Bearer alice", "Bearer bob", "Bearer alice"] {
+        let (_, headers, body) = read(test::call_service(&app, me(Some(who))).await).await;
+        assert_eq!(
+            body,
+            format!("profile of {who}"),
+            "neither the shared entry nor another user's: {headers:?}"
+        );
+    }
+    assert_eq!(
+        read(test::call_service(&app, me(None)).await).await.2,
+        "profile of nobody",
+        "anonymous requests still share their entry"
+    );
+    assert_eq!(hits.get(), 4, "no authenticated response was stored");
+}
+
+/// On memory only: there a request that has been polled once has looked up its key and joined
+/// the flight or become its leader. On a remote backend a lookup still on the wire when the
+/// leader finishes starts a flight of its own, and the count would measure that timing instead
+/// of whether the services of one layer share their flights.
+#[actix_web::test]
+async fn concurrent_misses_share_one_flight_across_workers() {
+    let fx = &Fixture::memory();
+    const REQUESTS: usize = 50;
+    let (issued, receiver) = tokio::sync::watch::channel(0_usize);
+    let gate = web::Data::new(Gate {
+        calls: AtomicUsize::new(0),
+        issued: receiver,
+        of: REQUESTS,
+    });
+    let layer = HttpCacheLayer::new(fx.cache().await);
+    // actix-web builds an app, and the middleware in it, once per worker, from clones of the
+    // layer that the server's factory closure captured.
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let app = test::init_service(
+            App::new()
+                .wrap(layer.clone())
+                .app_data(gate.clone())
+                .route("/gated", web::get().to(gated)),
+        )
+        .await;
+        workers.push(Rc::new(app));
+    }
+    let issued = Rc::new(issued);
+    let requests: Vec<_> = (0..REQUESTS)
+        .map(|i| {
+            let app = Rc::clone(&workers[i % workers.len()]);
+            let issued = Rc::clone(&issued);
+            actix_web::rt::spawn(async move {
+                let response = started(app.call(get("/gated").to_request()), || {
+                    issued.send_modify(|n| *n += 1);
+                })
+                .await
+                .unwrap();
+                read(response).await
+            })
+        })
+        .collect();
+    for request in requests {
+        let (status, _, body) = request.await.unwrap();
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "gated body"));
+    }
+    assert_eq!(
+        gate.calls.load(Ordering::SeqCst),
+        1,
+        "{REQUESTS} concurrent misses on two workers, one origin request"
+    );
 }
 
 async fn set_cookie_responses_are_not_stored(fx: &Fixture) {

@@ -9,8 +9,10 @@
 #[path = "../../cache-core/tests/support/mod.rs"]
 mod support;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::Router;
@@ -202,7 +204,19 @@ support::on_every_backend!(
     oversized_bodies_stream_and_are_not_stored,
     byte_ranges_are_served_from_a_stored_response,
     stale_while_revalidate_serves_stale_and_refreshes_in_the_background,
+    per_user_never_shares_an_authenticated_response_without_a_user,
 );
+
+/// Polls `future` once, so that it has started, runs `then`, and finishes it.
+async fn started<F: Future>(future: F, then: impl FnOnce()) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let first = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+    then();
+    match first {
+        Poll::Ready(output) => output,
+        Poll::Pending => future.await,
+    }
+}
 
 async fn byte_ranges_are_served_from_a_stored_response(fx: &Fixture) {
     let hits = Hits::default();
@@ -329,6 +343,84 @@ async fn per_user_keys_cache_authenticated_responses_per_user(fx: &Fixture) {
         );
     }
     assert_eq!(hits.get(), 2, "one origin request per user, then hits");
+}
+
+async fn per_user_never_shares_an_authenticated_response_without_a_user(fx: &Fixture) {
+    let hits = Hits::default();
+    // The identity comes from a header these requests lack: their key function says `None`.
+    let layer = HttpCacheLayer::new(fx.cache().await).per_user(|r| {
+        r.headers
+            .get("x-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let app = app(hits.clone(), layer);
+    assert_eq!(send(&app, get_req("/me")).await.2, "profile of nobody");
+    for who in ["Bearer alice", "Bearer bob", "Bearer alice"] {
+        let (_, headers, body) = send(&app, with("/me", "authorization", who)).await;
+        assert_eq!(
+            body,
+            format!("profile of {who}"),
+            "neither the shared entry nor another user's: {headers:?}"
+        );
+    }
+    assert_eq!(
+        send(&app, get_req("/me")).await.2,
+        "profile of nobody",
+        "anonymous requests still share their entry"
+    );
+    assert_eq!(hits.get(), 4, "no authenticated response was stored");
+}
+
+/// On memory only: there a request that has been polled once has looked up its key and joined
+/// the flight or become its leader. On a remote backend a lookup still on the wire when the
+/// leader finishes starts a flight of its own, and the count would measure that timing instead
+/// of whether the services of one layer share their flights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_share_one_flight_across_the_services_of_a_layer() {
+    let fx = &Fixture::memory();
+    const REQUESTS: usize = 50;
+    let calls = Arc::new(AtomicUsize::new(0));
+    // How many requests have been sent; the handler answers only once all have been.
+    let (issued, gate) = tokio::sync::watch::channel(0_usize);
+    let counter = Arc::clone(&calls);
+    // No `with_state`: axum applies the layer to the handler again for every request.
+    let app: Router = Router::new()
+        .route(
+            "/gated",
+            get(move || {
+                let mut gate = gate.clone();
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    gate.wait_for(|n| *n == REQUESTS).await.unwrap();
+                    ([(header::CACHE_CONTROL, "max-age=60")], "gated body")
+                }
+            }),
+        )
+        .layer(HttpCacheLayer::new(fx.cache().await));
+    let issued = Arc::new(issued);
+    let requests: Vec<_> = (0..REQUESTS)
+        .map(|_| {
+            let (app, issued) = (app.clone(), Arc::clone(&issued));
+            tokio::spawn(async move {
+                let response = started(app.oneshot(get_req("/gated")), || {
+                    issued.send_modify(|n| *n += 1);
+                })
+                .await
+                .unwrap();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                String::from_utf8_lossy(&body).into_owned()
+            })
+        })
+        .collect();
+    for request in requests {
+        assert_eq!(request.await.unwrap(), "gated body");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "{REQUESTS} concurrent misses through one layer, one origin request"
+    );
 }
 
 async fn set_cookie_and_private_responses_are_not_stored(fx: &Fixture) {

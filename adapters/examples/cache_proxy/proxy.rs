@@ -12,9 +12,9 @@ use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use cache_adapters::{HttpCache, HttpCacheLayer, policy};
+use cache_adapters::{HttpCache, HttpCacheLayer};
 use cache_core::Cache;
-use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -71,8 +71,27 @@ impl Service<Request<ProxyBody>> for Upstream {
 }
 
 /// Removes the headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
+/// Those the `Connection` header names, and the ones it always means.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for name in policy::hop_by_hop(headers) {
+    let named: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let always = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "trailer",
+    ];
+    for name in always.into_iter().map(HeaderName::from_static).chain(named) {
         headers.remove(name);
     }
 }

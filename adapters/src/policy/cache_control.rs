@@ -13,11 +13,11 @@ use http::HeaderMap;
 use http::header::{CACHE_CONTROL, PRAGMA};
 
 /// The largest delta-seconds a cache needs to represent (RFC 9111 §1.2.2).
-pub const DELTA_SECONDS_MAX: u64 = 1 << 31;
+pub(crate) const DELTA_SECONDS_MAX: u64 = 1 << 31;
 
 /// A delta-seconds argument as received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Seconds {
+pub(crate) enum Seconds {
     /// The directive is absent.
     #[default]
     Absent,
@@ -30,7 +30,7 @@ pub enum Seconds {
 impl Seconds {
     /// The seconds, if present and valid.
     #[must_use]
-    pub fn get(self) -> Option<u64> {
+    pub(crate) fn get(self) -> Option<u64> {
         match self {
             Self::Valid(s) => Some(s),
             _ => None,
@@ -39,7 +39,7 @@ impl Seconds {
 
     /// True when the directive was given at all.
     #[must_use]
-    pub fn is_present(self) -> bool {
+    pub(crate) fn is_present(self) -> bool {
         self != Self::Absent
     }
 }
@@ -47,48 +47,48 @@ impl Seconds {
 /// The directives of one message's Cache-Control field (and, for requests, `Pragma: no-cache`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[allow(clippy::struct_excessive_bools)]
-pub struct CacheControl {
+pub(crate) struct CacheControl {
     /// `max-age`
-    pub max_age: Seconds,
+    pub(crate) max_age: Seconds,
     /// `s-maxage` (responses; shared caches only)
-    pub s_maxage: Seconds,
+    pub(crate) s_maxage: Seconds,
     /// `max-stale` (requests): `Some(None)` accepts any staleness.
-    pub max_stale: Option<Option<u64>>,
+    pub(crate) max_stale: Option<Option<u64>>,
     /// `min-fresh` (requests)
-    pub min_fresh: Seconds,
+    pub(crate) min_fresh: Seconds,
     /// `stale-while-revalidate` (RFC 5861)
-    pub stale_while_revalidate: Seconds,
+    pub(crate) stale_while_revalidate: Seconds,
     /// `stale-if-error` (RFC 5861)
-    pub stale_if_error: Seconds,
+    pub(crate) stale_if_error: Seconds,
     /// `no-cache` (without field names, or with them: a shared cache treats both alike)
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
     /// `no-store`
-    pub no_store: bool,
+    pub(crate) no_store: bool,
     /// `private` (with or without field names)
-    pub private: bool,
+    pub(crate) private: bool,
     /// `public`
-    pub public: bool,
+    pub(crate) public: bool,
     /// `must-revalidate`
-    pub must_revalidate: bool,
+    pub(crate) must_revalidate: bool,
     /// `proxy-revalidate`
-    pub proxy_revalidate: bool,
+    pub(crate) proxy_revalidate: bool,
     /// `only-if-cached` (requests)
-    pub only_if_cached: bool,
+    pub(crate) only_if_cached: bool,
     /// `must-understand`
-    pub must_understand: bool,
+    pub(crate) must_understand: bool,
     /// `no-transform`
-    pub no_transform: bool,
+    pub(crate) no_transform: bool,
     /// `immutable` (RFC 8246)
-    pub immutable: bool,
+    pub(crate) immutable: bool,
     /// These directives came from `CDN-Cache-Control` (RFC 9213), which replaces
     /// Cache-Control and `Expires` for this cache.
-    pub targeted: bool,
+    pub(crate) targeted: bool,
 }
 
 impl CacheControl {
     /// The directives of every `Cache-Control` line in `headers`.
     #[must_use]
-    pub fn parse(headers: &HeaderMap) -> Self {
+    pub(crate) fn parse(headers: &HeaderMap) -> Self {
         let mut cc = Self::default();
         let mut seen: Vec<Cow<'_, str>> = Vec::new();
         for value in headers.get_all(CACHE_CONTROL) {
@@ -109,7 +109,7 @@ impl CacheControl {
     /// A request's directives: as [`parse`](Self::parse), and `Pragma: no-cache` counts as
     /// `no-cache` when there is no Cache-Control field (RFC 9111 §5.4).
     #[must_use]
-    pub fn parse_request(headers: &HeaderMap) -> Self {
+    pub(crate) fn parse_request(headers: &HeaderMap) -> Self {
         if headers.contains_key(CACHE_CONTROL) {
             return Self::parse(headers);
         }
@@ -129,7 +129,7 @@ impl CacheControl {
     /// Cache-Control. A `CDN-Cache-Control` that is not a valid structured-field dictionary
     /// (RFC 8941), or whose directives have the wrong types, is ignored.
     #[must_use]
-    pub fn response(headers: &HeaderMap) -> Self {
+    pub(crate) fn response(headers: &HeaderMap) -> Self {
         targeted(headers).unwrap_or_else(|| Self::parse(headers))
     }
 

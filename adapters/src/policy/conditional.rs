@@ -9,7 +9,7 @@ use super::freshness::http_date;
 
 /// Weak comparison of two entity tags (RFC 9110 §8.8.3.2): equal opaque tags, `W/` ignored.
 #[must_use]
-pub fn weak_eq(a: &str, b: &str) -> bool {
+pub(crate) fn weak_eq(a: &str, b: &str) -> bool {
     let strip = |t: &str| t.trim().strip_prefix("W/").unwrap_or(t.trim()).to_owned();
     strip(a) == strip(b)
 }
@@ -18,7 +18,7 @@ pub fn weak_eq(a: &str, b: &str) -> bool {
 /// `stored` headers, so that the cache itself answers 304 (RFC 9110 §13.2.2 order: If-None-Match
 /// first, If-Modified-Since only without it).
 #[must_use]
-pub fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
+pub(crate) fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
     if request.contains_key(IF_NONE_MATCH) {
         let Some(etag) = stored.get(ETAG).and_then(|v| v.to_str().ok()) else {
             return false;
@@ -40,14 +40,14 @@ pub fn not_modified(request: &HeaderMap, stored: &HeaderMap) -> bool {
 
 /// True when the client sent validators of its own.
 #[must_use]
-pub fn is_conditional(request: &HeaderMap) -> bool {
+pub(crate) fn is_conditional(request: &HeaderMap) -> bool {
     request.contains_key(IF_NONE_MATCH) || request.contains_key(IF_MODIFIED_SINCE)
 }
 
 /// Replaces a request's validators with those of the stored response, so the origin can answer
 /// 304 (RFC 9111 §4.3.1). False when the stored response has none: validation is then a plain
 /// request.
-pub fn add_validators(request: &mut HeaderMap, stored: &HeaderMap) -> bool {
+pub(crate) fn add_validators(request: &mut HeaderMap, stored: &HeaderMap) -> bool {
     request.remove(IF_NONE_MATCH);
     request.remove(IF_MODIFIED_SINCE);
     let mut any = false;

@@ -10,22 +10,22 @@ use super::cache_control::{CacheControl, DELTA_SECONDS_MAX, Seconds};
 
 /// When a response was requested and received, in seconds since the Unix epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// When the request that produced it was sent.
-    pub request_time: u64,
+    pub(crate) request_time: u64,
     /// When the response arrived.
-    pub response_time: u64,
+    pub(crate) response_time: u64,
 }
 
 /// Seconds since the Unix epoch.
 #[must_use]
-pub fn unix_seconds(at: SystemTime) -> u64 {
+pub(crate) fn unix_seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// An HTTP-date header as seconds since the Unix epoch; `None` when absent or unparseable.
 #[must_use]
-pub fn http_date(headers: &HeaderMap, name: http::HeaderName) -> Option<u64> {
+pub(crate) fn http_date(headers: &HeaderMap, name: http::HeaderName) -> Option<u64> {
     let value = headers.get(name)?.to_str().ok()?;
     httpdate::parse_http_date(value.trim())
         .ok()
@@ -46,15 +46,15 @@ fn age_value(headers: &HeaderMap) -> u64 {
 }
 
 /// The current age of a stored response (RFC 9111 §4.2.3), in seconds.
-#[must_use]
-pub fn current_age(headers: &HeaderMap, timing: Timing, now: u64) -> u64 {
+#[cfg(test)]
+pub(crate) fn current_age(headers: &HeaderMap, timing: Timing, now: u64) -> u64 {
     age_at(initial_age(headers, timing), timing, now)
 }
 
 /// The age of a response when it was received, `corrected_initial_age` in RFC 9111 §4.2.3:
 /// the part of [`current_age`] that does not change while it is stored.
 #[must_use]
-pub fn initial_age(headers: &HeaderMap, timing: Timing) -> u64 {
+pub(crate) fn initial_age(headers: &HeaderMap, timing: Timing) -> u64 {
     let date = http_date(headers, DATE).unwrap_or(timing.response_time);
     let apparent_age = timing.response_time.saturating_sub(date);
     let response_delay = timing.response_time.saturating_sub(timing.request_time);
@@ -64,7 +64,7 @@ pub fn initial_age(headers: &HeaderMap, timing: Timing) -> u64 {
 
 /// [`current_age`] from a response's [`initial_age`]: that plus the time it has been stored.
 #[must_use]
-pub fn age_at(initial_age: u64, timing: Timing, now: u64) -> u64 {
+pub(crate) fn age_at(initial_age: u64, timing: Timing, now: u64) -> u64 {
     let resident_time = now.saturating_sub(timing.response_time);
     initial_age
         .saturating_add(resident_time)
@@ -73,17 +73,17 @@ pub fn age_at(initial_age: u64, timing: Timing, now: u64) -> u64 {
 
 /// How a cache computes freshness where the response says nothing explicit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Heuristics {
+pub(crate) struct Heuristics {
     /// The application's TTL for responses without explicit freshness.
-    pub default_ttl: Option<Duration>,
+    pub(crate) default_ttl: Option<Duration>,
     /// Heuristic freshness (RFC 9111 §4.2.2): 10% of the time since `Last-Modified`, at most
     /// a day, for heuristically cacheable statuses. Off by default.
-    pub last_modified_fraction: bool,
+    pub(crate) last_modified_fraction: bool,
 }
 
 /// The statuses cacheable by default (RFC 9110 §15.1).
 #[must_use]
-pub fn heuristically_cacheable(status: StatusCode) -> bool {
+pub(crate) fn heuristically_cacheable(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),
         200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
@@ -93,7 +93,7 @@ pub fn heuristically_cacheable(status: StatusCode) -> bool {
 /// True when the response states its freshness: `s-maxage`, `max-age` or `Expires` (only the
 /// first two when `CDN-Cache-Control` governs).
 #[must_use]
-pub fn has_explicit_freshness(headers: &HeaderMap, cc: &CacheControl) -> bool {
+pub(crate) fn has_explicit_freshness(headers: &HeaderMap, cc: &CacheControl) -> bool {
     cc.s_maxage.is_present()
         || cc.max_age.is_present()
         || (!cc.targeted && headers.contains_key(EXPIRES))
@@ -101,7 +101,7 @@ pub fn has_explicit_freshness(headers: &HeaderMap, cc: &CacheControl) -> bool {
 
 /// The freshness lifetime of a response for a shared cache (RFC 9111 §4.2.1), in seconds.
 #[must_use]
-pub fn freshness_lifetime(
+pub(crate) fn freshness_lifetime(
     status: StatusCode,
     headers: &HeaderMap,
     cc: &CacheControl,
@@ -145,7 +145,7 @@ pub fn freshness_lifetime(
 
 /// What a stored response may do for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reuse {
+pub(crate) enum Reuse {
     /// Serve it: fresh enough for the request.
     Fresh,
     /// Serve it stale: the request accepts staleness (`max-stale`).
@@ -159,7 +159,12 @@ pub enum Reuse {
 /// Whether a stored response of `age` and `lifetime` may answer a request with `request`
 /// directives, given its own directives `stored`.
 #[must_use]
-pub fn reuse(stored: &CacheControl, request: &CacheControl, age: u64, lifetime: u64) -> Reuse {
+pub(crate) fn reuse(
+    stored: &CacheControl,
+    request: &CacheControl,
+    age: u64,
+    lifetime: u64,
+) -> Reuse {
     if stored.no_cache || request.no_cache {
         return Reuse::Validate;
     }
@@ -195,7 +200,7 @@ pub fn reuse(stored: &CacheControl, request: &CacheControl, age: u64, lifetime: 
 /// §4.2.4 lets a disconnected cache serve stale), unless the response or the request demands
 /// validation.
 #[must_use]
-pub fn stale_if_disconnected(stored: &CacheControl, request: &CacheControl) -> bool {
+pub(crate) fn stale_if_disconnected(stored: &CacheControl, request: &CacheControl) -> bool {
     !(stored.must_revalidate
         || stored.proxy_revalidate
         || stored.s_maxage.is_present()
@@ -206,7 +211,7 @@ pub fn stale_if_disconnected(stored: &CacheControl, request: &CacheControl) -> b
 /// True when a stale response may answer an error response from the origin (RFC 5861
 /// `stale-if-error`, in the response or the request).
 #[must_use]
-pub fn stale_if_error(
+pub(crate) fn stale_if_error(
     stored: &CacheControl,
     request: &CacheControl,
     age: u64,

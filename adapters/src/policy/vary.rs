@@ -8,7 +8,7 @@ use super::cache_control::split_list;
 
 /// What `Vary` says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Vary {
+pub(crate) enum Vary {
     /// The response depends on these request headers (lowercase names, in order, no repeats).
     Headers(Vec<String>),
     /// `Vary: *`: it depends on something outside the request headers; never reusable.
@@ -18,7 +18,7 @@ pub enum Vary {
 impl Vary {
     /// The `Vary` field lines of a response, combined.
     #[must_use]
-    pub fn of(headers: &HeaderMap) -> Self {
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
         let mut names = Vec::new();
         for value in headers.get_all(VARY) {
             let Ok(text) = value.to_str() else { continue };
@@ -40,7 +40,7 @@ impl Vary {
 /// each element trimmed, so that differences in whitespace do not split variants. `None` when
 /// the request did not send it.
 #[must_use]
-pub fn normalized(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn normalized(headers: &HeaderMap, name: &str) -> Option<String> {
     let mut values = headers.get_all(name).iter().peekable();
     values.peek()?;
     let mut out = String::new();
@@ -58,7 +58,10 @@ pub fn normalized(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// The request's values of the headers `names` (as [`normalized`]).
 #[must_use]
-pub fn selecting_values(headers: &HeaderMap, names: &[String]) -> Vec<(String, Option<String>)> {
+pub(crate) fn selecting_values(
+    headers: &HeaderMap,
+    names: &[String],
+) -> Vec<(String, Option<String>)> {
     names
         .iter()
         .map(|name| (name.clone(), normalized(headers, name)))
@@ -67,7 +70,7 @@ pub fn selecting_values(headers: &HeaderMap, names: &[String]) -> Vec<(String, O
 
 /// True when a request carries the values a stored variant was selected by.
 #[must_use]
-pub fn matches(stored: &[(String, Option<String>)], request: &HeaderMap) -> bool {
+pub(crate) fn matches(stored: &[(String, Option<String>)], request: &HeaderMap) -> bool {
     stored
         .iter()
         .all(|(name, value)| normalized(request, name) == *value)
