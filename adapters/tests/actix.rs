@@ -7,8 +7,7 @@
     unreachable_pub
 )]
 
-#[path = "../../cache-core/tests/support/mod.rs"]
-mod support;
+use cache_test_support as support;
 
 use std::future::Future;
 use std::rc::Rc;

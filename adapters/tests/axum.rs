@@ -6,8 +6,7 @@
     unreachable_pub
 )]
 
-#[path = "../../cache-core/tests/support/mod.rs"]
-mod support;
+use cache_test_support as support;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -6,8 +6,7 @@
     unreachable_pub
 )]
 
-#[path = "../../cache-core/tests/support/mod.rs"]
-mod support;
+use cache_test_support as support;
 
 #[path = "../examples/cache_proxy/proxy.rs"]
 mod proxy;

@@ -342,7 +342,10 @@ impl Cache {
     pub async fn ping(&self) -> Result<()> {
         match &self.inner.store {
             Store::Memory(_) => Ok(()),
-            Store::Remote(remote) => self.call(remote, Op::Ping, remote.client.backend().ping()).await,
+            Store::Remote(remote) => {
+                self.call(remote, Op::Ping, remote.client.backend().ping())
+                    .await
+            }
         }
     }
 
@@ -504,7 +507,10 @@ impl Cache {
                     .call(
                         remote,
                         Op::TagVersions,
-                        remote.client.backend().get_or_create(&keys, &candidates, keep),
+                        remote
+                            .client
+                            .backend()
+                            .get_or_create(&keys, &candidates, keep),
                     )
                     .await?;
                 Ok(tags.iter().cloned().zip(versions).collect())
@@ -664,7 +670,10 @@ impl Cache {
                     remote,
                     Op::DeletePattern,
                     None,
-                    remote.client.backend().delete_pattern(&inner.lease_key(glob)),
+                    remote
+                        .client
+                        .backend()
+                        .delete_pattern(&inner.lease_key(glob)),
                 )
                 .await?;
                 let removed = self
@@ -791,8 +800,12 @@ impl Cache {
                         ))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                self.call(remote, Op::SetMany, remote.client.backend().set_many(&encoded, ttl))
-                    .await?;
+                self.call(
+                    remote,
+                    Op::SetMany,
+                    remote.client.backend().set_many(&encoded, ttl),
+                )
+                .await?;
                 if let Some(local) = &remote.local {
                     let keys: Vec<Event<'_>> = entries
                         .iter()
@@ -1059,7 +1072,10 @@ impl Cache {
                 .call(
                     remote,
                     Op::Lock,
-                    remote.client.backend().set_if_absent(&lock_key, &token, timeout),
+                    remote
+                        .client
+                        .backend()
+                        .set_if_absent(&lock_key, &token, timeout),
                 )
                 .await;
             match taken {
@@ -1300,7 +1316,10 @@ impl Cache {
             Store::Remote(remote) => {
                 let token = crate::memory::new_version();
                 let lease_key = inner.lease_key(key);
-                let set = remote.client.backend().set(&lease_key, &token, Some(LOAD_LEASE));
+                let set = remote
+                    .client
+                    .backend()
+                    .set(&lease_key, &token, Some(LOAD_LEASE));
                 if let Err(err) = self.call(remote, Op::Lease, set).await {
                     self.absorb("cache unavailable, the loaded value is not stored", &err);
                     return None;

@@ -15,8 +15,8 @@
 //! database before a write never stores its older value after the write's invalidation.
 
 use std::any::Any;
-use std::fmt;
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The behaviour every backend must share, written once and run on memory and on a real Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
+use cache_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -6,7 +6,7 @@
 //! `docs/RELIABILITY.md` quotes them.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
+use cache_test_support as support;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! with its own environment, since the environment is process-wide.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
+use cache_test_support as support;
 
 use std::process::Command;
 

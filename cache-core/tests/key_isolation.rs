@@ -2,7 +2,7 @@
 //! backend and on a real Redis (whose `SCAN MATCH` is the glob matcher that counts).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
+use cache_test_support as support;
 
 use std::time::Duration;
 

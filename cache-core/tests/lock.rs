@@ -2,7 +2,7 @@
 //! three replicas; the lease, its expiry after a crash, and the failure policy.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
+use cache_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

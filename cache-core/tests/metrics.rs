@@ -1,7 +1,7 @@
 //! The documented metrics, read back through a real `metrics` recorder.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
+use cache_test_support as support;
 
 use std::sync::OnceLock;
 use std::time::Duration;

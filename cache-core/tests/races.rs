@@ -8,7 +8,7 @@
 //! fixture), then releases it, on every backend.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
+use cache_test_support as support;
 
 use std::time::Duration;
 
@@ -93,7 +93,11 @@ async fn race(fx: &Fixture, writer_is_other: bool, how: Invalidate) {
         Invalidate::Tag => writer.invalidate_tag("user:42").await.unwrap(),
     }
     release.send(()).unwrap();
-    assert_eq!(load.await.unwrap(), "before the write", "the reader gets what it loaded");
+    assert_eq!(
+        load.await.unwrap(),
+        "before the write",
+        "the reader gets what it loaded"
+    );
 
     for (name, replica) in [("reader", &cache), ("writer", &writer)] {
         assert_eq!(

@@ -1,7 +1,7 @@
 //! What only Redis can show: commands on the wire, foreign bytes, outages and recovery.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
+use cache_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

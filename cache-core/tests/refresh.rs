@@ -2,7 +2,7 @@
 //! reloads the key once in the background, so a hot key never expires. Memory and Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
+use cache_test_support as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

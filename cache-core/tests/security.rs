@@ -4,9 +4,8 @@
 
 /// Not in `support`, which other crates' tests share without rcgen.
 #[cfg(feature = "tls")]
-#[path = "support/pki.rs"]
-mod pki;
-mod support;
+use cache_test_support as support;
+use cache_test_support::pki;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //! on a real Redis.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
+use cache_test_support as support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! invalidation has arrived; without the channel, the local TTL bounds how long they serve it.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod support;
+use cache_test_support as support;
 
 use std::time::Duration;
 

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Backend;
-#[cfg(feature = "cluster")]
-use crate::backend::RedisClusterBackend;
 #[cfg(feature = "redis")]
 use crate::backend::RedisBackend;
+#[cfg(feature = "cluster")]
+use crate::backend::RedisClusterBackend;
 use crate::error::Result;
 
 /// The remote store of a [`Cache`](crate::Cache).

@@ -17,8 +17,7 @@
 )]
 
 pub mod mariadb;
-#[path = "../../../cache-core/tests/support/mod.rs"]
-pub mod redis_support;
+pub use cache_test_support as redis_support;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

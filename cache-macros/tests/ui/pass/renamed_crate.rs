@@ -1,4 +1,10 @@
-//! `crate = ..` for a renamed cache-core dependency, in both spellings.
+//! `crate = ..` names the path of cache-core, in both spellings: here a module re-exporting it,
+//! as a user who renamed the dependency would name that name. (`tests/ui/fail/crate_path.rs`
+//! shows the generated code uses that path and nothing else.)
+mod my_cache {
+    pub use cache_core::*;
+}
+
 use my_cache::{Cache, cache_result};
 
 #[cache_result(crate = my_cache, expire = 60, key_prefix = "by_path", cache = cache)]
@@ -6,7 +12,7 @@ async fn by_path(cache: &Cache, id: u64) -> u64 {
     id * 2
 }
 
-#[cache_result(crate = "my_cache", expire = 60, key_prefix = "by_string", cache = cache)]
+#[cache_result(crate = "crate::my_cache", expire = 60, key_prefix = "by_string", cache = cache)]
 async fn by_string(cache: &Cache, id: u64) -> u64 {
     id * 3
 }

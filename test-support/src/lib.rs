@@ -1,13 +1,15 @@
-//! Test support: real servers on loopback, started and stopped by the tests, and a
-//! fault-injecting proxy ([`FaultProxy`]) to put between a client and a server.
+//! Test support for the workspace's tests: real servers on loopback (`redis-server`, a Redis
+//! Cluster), started and stopped by the tests, a fault-injecting proxy ([`FaultProxy`]) to put
+//! between a client and a server, run-time certificates ([`pki`]), and
+//! [`on_every_backend!`], which runs one test body on memory, Redis, Redis behind a local tier
+//! and Redis Cluster.
 //!
-//! `mod.rs` rather than `support.rs` beside the tests: Cargo would build a `tests/support.rs`
-//! as a test target of its own.
+//! A crate of its own, never published, rather than a `tests/support` folder the other crates
+//! reach into with `#[path]`: a published crate may not include files outside its folder. Test
+//! code: a failed setup is a panic that names what failed.
 #![allow(
-    dead_code,
-    unused_macros,
-    unused_imports,
-    unreachable_pub,
+    missing_docs,
+    missing_debug_implementations,
     clippy::unwrap_used,
     clippy::expect_used
 )]
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use cache_core::{Cache, CacheBuilder};
 
 pub mod cluster;
+pub mod pki;
 pub mod proxy;
 
 pub use cluster::RedisCluster;
@@ -348,19 +351,20 @@ where
 /// fresh redis-server for every Redis and tiered test, the binary's shared cluster with a
 /// namespace of its own for every cluster test). The `actix:` form runs them on actix-web's
 /// runtime instead of a multi-threaded tokio one.
+#[macro_export]
 macro_rules! on_every_backend {
     (actix: $($name:ident),* $(,)?) => {
-        $crate::support::on_every_backend!(@with [actix_web::test] $($name),*);
+        $crate::on_every_backend!(@with [actix_web::test] $($name),*);
     };
     ($($name:ident),* $(,)?) => {
-        $crate::support::on_every_backend!(@with [tokio::test(flavor = "multi_thread", worker_threads = 2)] $($name),*);
+        $crate::on_every_backend!(@with [tokio::test(flavor = "multi_thread", worker_threads = 2)] $($name),*);
     };
     (@with [$attr:meta] $($name:ident),*) => {
         mod memory {
             $(
                 #[$attr]
                 async fn $name() {
-                    super::$name(&$crate::support::Fixture::memory()).await;
+                    super::$name(&$crate::Fixture::memory()).await;
                 }
             )*
         }
@@ -368,7 +372,7 @@ macro_rules! on_every_backend {
             $(
                 #[$attr]
                 async fn $name() {
-                    super::$name(&$crate::support::Fixture::redis()).await;
+                    super::$name(&$crate::Fixture::redis()).await;
                 }
             )*
         }
@@ -376,7 +380,7 @@ macro_rules! on_every_backend {
             $(
                 #[$attr]
                 async fn $name() {
-                    super::$name(&$crate::support::Fixture::tiered()).await;
+                    super::$name(&$crate::Fixture::tiered()).await;
                 }
             )*
         }
@@ -384,10 +388,9 @@ macro_rules! on_every_backend {
             $(
                 #[$attr]
                 async fn $name() {
-                    super::$name(&$crate::support::Fixture::cluster()).await;
+                    super::$name(&$crate::Fixture::cluster()).await;
                 }
             )*
         }
     };
 }
-pub(crate) use on_every_backend;

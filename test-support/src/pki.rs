@@ -1,8 +1,6 @@
 //! Certificates made at run time for the TLS tests: a private CA, and a server certificate for
 //! 127.0.0.1 that it signs, written to a temporary directory.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::path::PathBuf;
 
 use rcgen::{
