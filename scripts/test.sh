@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check and test the project has, on a fresh Debian/Ubuntu machine.
 # Installs what the tests need (redis-server, MariaDB) when it is missing, then runs
-# fmt, clippy -D warnings, a build of the benches, rustdoc -D warnings and the whole test suite.
+# fmt, clippy -D warnings, the feature matrix and a publish dry run of the library crates, a build
+# of the benches, rustdoc -D warnings and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,14 @@ cargo fmt --all --check
 
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+echo "==> cargo hack: each feature of the library crates builds on its own (memory-only included)"
+command -v cargo-hack >/dev/null 2>&1 || cargo install cargo-hack --locked --quiet
+cargo hack check --each-feature --no-dev-deps --locked -p cache-core -p cache-macros -p cache-adapters
+
+echo "==> cargo publish --dry-run: the library crates package, and build from their .crate files alone"
+# --allow-dirty: a check of what would be packaged, run on a working tree as much as on CI's clone.
+cargo publish --workspace --dry-run --locked --allow-dirty
 
 echo "==> cargo bench --no-run (the benches compile; run them with benches/run.sh)"
 cargo bench -p cache-benches --no-run --locked

@@ -6,9 +6,8 @@
 //! node, routes each command to the master that owns its key's slot, follows `MOVED` and `ASK`
 //! redirections, refreshes its slot map when the topology changes and reconnects to a node that
 //! comes back. Clones of it share all of that, so every operation clones it instead of checking
-//! a connection out of a pool: on this project's machine a deadpool-redis checkout per operation
-//! was about 5x slower than one shared multiplexed connection (see the [`redis`](super::redis)
-//! module), and a pool of cluster connections would also keep one slot map per pooled
+//! a connection out of a pool (slower, as for one node: benches/ANALYSIS.md, "Connection
+//! choices"), and a pool of cluster connections would also keep one slot map per pooled
 //! connection, each learning a topology change on its own.
 //!
 //! # Multi-key operations

@@ -2,7 +2,7 @@
 //! alternatives, in one process on the same server: the evidence behind the README's choice.
 //!
 //! ```text
-//! CACHE_URL=redis://127.0.0.1:6379/0 cargo run --release -p cache-core --example connection_throughput
+//! CACHE_URL=redis://127.0.0.1:6379/0 cargo run --release -p cache-benches --bin connection_throughput
 //! ```
 //!
 //! Each variant runs `OPS` GETs of a 256-byte value from `TASKS` concurrent tasks. The raw
