@@ -133,8 +133,10 @@ fn expand(plan: Plan) -> TokenStream {
     };
     // The whole call is spanned at the return type: a value that cannot be cached, or an error
     // that cannot be shared, is reported there rather than on the attribute.
+    // The crate path takes the return type's span too, as the rest of the call does.
+    let private_at_ty = respan(quote!(#krate::__private), ty.span());
     let read_through = quote_spanned! {ty.span()=>
-        let __result = #private::read_through(#cache_ref, __cache_result_key, #expire, #stale, __cache_result_tags, #lock, move || async move {
+        let __result = #private_at_ty::read_through(#cache_ref, __cache_result_key, #expire, #stale, __cache_result_tags, #lock, move || async move {
             let __ret: #ty = #block;
             #loader_tail
         })
@@ -173,4 +175,15 @@ fn seconds(value: Option<Expire>, name: &str) -> TokenStream {
         }
         None => quote!(::core::option::Option::None),
     }
+}
+
+/// `tokens` with every span set to `span`.
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
 }
