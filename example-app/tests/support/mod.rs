@@ -16,6 +16,7 @@
     clippy::expect_used
 )]
 
+pub mod app_process;
 pub mod mariadb;
 #[path = "../../../cache-core/tests/support/mod.rs"]
 pub mod redis_support;
