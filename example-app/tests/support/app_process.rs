@@ -149,6 +149,14 @@ pub async fn http(
         .unwrap();
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     let mut head_lines = head.lines();
     let status = head_lines
         .next()
@@ -162,6 +170,21 @@ pub async fn http(
     HttpResponse {
         status,
         headers,
-        body: serde_json::from_str(body).unwrap_or(Value::Null),
+        body: serde_json::from_str(&body).unwrap_or(Value::Null),
     }
+}
+
+/// The body of a `Transfer-Encoding: chunked` response (Prometheus sends large answers so).
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size =
+            usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        if size == 0 || after.len() < size {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    body
 }
