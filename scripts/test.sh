@@ -53,7 +53,7 @@ if ! cargo deny --version 2>/dev/null | grep -q " $cargo_deny_version\$"; then
     cargo install --locked --quiet "cargo-deny@$cargo_deny_version"
 fi
 echo "==> cargo deny check licenses bans sources (deny.toml)"
-cargo deny --locked --offline check licenses bans sources
+cargo deny --locked check licenses bans sources
 echo "    skipped: cargo deny check advisories (needs the RustSec database from the network; .github/workflows/ci.yml runs it)"
 
 echo "==> deployment and monitoring files (offline validators)" && scripts/validate-deploy.sh
