@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check and test the project has, on a fresh Debian/Ubuntu machine.
 # Installs what the tests need (redis-server, MariaDB, Prometheus, Alertmanager, redis_exporter,
-# mysqld_exporter; cargo-deny) when it is missing, then runs fmt, clippy -D warnings, a build of
+# mysqld_exporter, Pushgateway; cargo-deny) when it is missing, then runs fmt, clippy -D warnings, a build of
 # the benches, rustdoc -D warnings, cargo deny (licenses, bans, sources), the deployment and
 # monitoring validators (promtool, actionlint, ...) and the whole test suite, which includes the
 # restore drill (tests/backup.rs) and the live alert drill (tests/monitoring.rs).
@@ -21,12 +21,13 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if ! command -v mariadb-install-db >/dev/null 2>&1 || ! { command -v mariadbd || test -x /usr/sbin/mariadbd; } >/dev/null 2>&1; then
     missing+=(mariadb-server mariadb-client)
 fi
-# The monitoring drill (example-app/tests/monitoring.rs) starts Prometheus, Alertmanager and the
-# two exporters the same way; validate-deploy.sh uses promtool and amtool from the first two.
+# The monitoring drill (example-app/tests/monitoring.rs) starts Prometheus, Alertmanager, the
+# two exporters and the Pushgateway (the backup job's metrics) the same way; validate-deploy.sh uses promtool and amtool from the first two.
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v prometheus-redis-exporter >/dev/null 2>&1 || missing+=(prometheus-redis-exporter)
 command -v prometheus-mysqld-exporter >/dev/null 2>&1 || missing+=(prometheus-mysqld-exporter)
+command -v prometheus-pushgateway >/dev/null 2>&1 || missing+=(prometheus-pushgateway)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "==> installing ${missing[*]} (the tests start their own on 127.0.0.1)"
     as_root apt-get update -qq

@@ -4,6 +4,8 @@
 //! drives with traffic. Killing Redis must make the cache alerts fire (read from Prometheus'
 //! `/api/v1/alerts`) and reach Alertmanager's webhook; restarting it must resolve them. Then every
 //! PromQL query of every committed dashboard runs against that Prometheus and must return data.
+//! Last, `scripts/db-backup.sh` into a full volume must make `DatabaseBackupFailed` fire through
+//! the Pushgateway, and a good backup must resolve it.
 //!
 //! Everything listens on 127.0.0.1 on ports chosen at run time, in temp dirs, and is killed on
 //! `Drop`. The drill's copies of the configs differ from the committed ones only where a drill
@@ -306,6 +308,19 @@ async fn killing_redis_fires_the_cache_alerts_and_every_dashboard_query_returns_
             .arg("--cluster.listen-address="),
     );
 
+    // --- The Pushgateway the backup script reports to.
+    let pushgateway_port = free_port();
+    let _pushgateway = Program::start(
+        "pushgateway",
+        d,
+        Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address=127.0.0.1:{pushgateway_port}"))
+            .arg(format!(
+                "--persistence.file={}",
+                d.join("pushgateway.data").display()
+            )),
+    );
+
     // --- Prometheus with the committed rules, `for:` shortened to 2 s.
     let rules: String = std::fs::read_to_string(monitoring_dir().join("prometheus/alerts.yml"))
         .unwrap()
@@ -329,6 +344,7 @@ async fn killing_redis_fires_the_cache_alerts_and_every_dashboard_query_returns_
             {"job_name": "calories-app", "static_configs": [{"targets": [app.addr.to_string(), replica.addr.to_string()]}]},
             {"job_name": "redis", "static_configs": [{"targets": [format!("127.0.0.1:{redis_exporter_port}")]}]},
             {"job_name": "mysql", "static_configs": [{"targets": [format!("127.0.0.1:{mysqld_exporter_port}")]}]},
+            {"job_name": "pushgateway", "honor_labels": true, "static_configs": [{"targets": [format!("127.0.0.1:{pushgateway_port}")]}]},
         ],
     });
     std::fs::write(d.join("prometheus.yml"), config.to_string()).unwrap();
@@ -350,6 +366,7 @@ async fn killing_redis_fires_the_cache_alerts_and_every_dashboard_query_returns_
         ("alertmanager", am_port),
         ("redis_exporter", redis_exporter_port),
         ("mysqld_exporter", mysqld_exporter_port),
+        ("pushgateway", pushgateway_port),
     ] {
         wait_for(
             Duration::from_secs(60),
@@ -363,10 +380,10 @@ async fn killing_redis_fires_the_cache_alerts_and_every_dashboard_query_returns_
     let started = Instant::now();
 
     // --- Every target up, no cache alert.
-    wait_for(Duration::from_secs(60), "all four targets up", || async {
+    wait_for(Duration::from_secs(60), "all five targets up", || async {
         let resp = http(addr(prom_port), "GET", "/api/v1/targets", &[], None).await;
         let targets = resp.body["data"]["activeTargets"].as_array()?.clone();
-        (targets.len() == 4 && targets.iter().all(|t| t["health"] == "up")).then_some(())
+        (targets.len() == 5 && targets.iter().all(|t| t["health"] == "up")).then_some(())
     })
     .await;
     let before = alerts(prom_port).await;
@@ -522,6 +539,69 @@ async fn killing_redis_fires_the_cache_alerts_and_every_dashboard_query_returns_
         "dashboard queries without data:\n{}",
         failures.join("\n")
     );
+
+    // --- A backup into a full volume (in a private mount namespace) fails, pushes its
+    // failure, and DatabaseBackupFailed fires; a good backup resolves it.
+    let pushgateway = format!("http://127.0.0.1:{pushgateway_port}");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/db-backup.sh");
+    let volume = d.join("full-volume");
+    std::fs::create_dir(&volume).unwrap();
+    let full = Command::new("unshare")
+        .args(["--mount", "--map-root-user", "sh", "-c"])
+        // Filled to the last byte first: the drill's database is small enough to fit 64 KiB.
+        .arg(r#"mount -t tmpfs -o size=64k tmpfs "$1" || exit 99; cat /dev/zero >"$1/filler" 2>/dev/null; exec "$2" "$1""#)
+        .arg("sh")
+        .arg(&volume)
+        .arg(&script)
+        .env("DATABASE_URL", &database)
+        .env("BACKUP_PUSHGATEWAY_URL", &pushgateway)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&full.stderr);
+    assert_ne!(
+        full.status.code(),
+        Some(99),
+        "no tmpfs in a user namespace: {said}"
+    );
+    assert!(
+        !full.status.success() && said.contains("No space left"),
+        "{said}"
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "DatabaseBackupFailed firing",
+        || async {
+            (alerts(prom_port)
+                .await
+                .get("DatabaseBackupFailed")
+                .map(String::as_str)
+                == Some("firing"))
+            .then_some(())
+        },
+    )
+    .await;
+    let good = Command::new(&script)
+        .arg(d)
+        .env("DATABASE_URL", &database)
+        .env("BACKUP_PUSHGATEWAY_URL", &pushgateway)
+        .output()
+        .unwrap();
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "DatabaseBackupFailed and ...Missing resolved",
+        || async {
+            let now = alerts(prom_port).await;
+            (!now.contains_key("DatabaseBackupFailed")
+                && !now.contains_key("DatabaseBackupMissing"))
+            .then_some(())
+        },
+    )
+    .await;
 
     stop.store(true, Ordering::Relaxed);
     driver.await.unwrap();
