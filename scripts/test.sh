@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Every check and test the project has, on a fresh Debian/Ubuntu machine.
-# Installs what the tests need (redis-server, MariaDB, Prometheus, Alertmanager, redis_exporter,
-# mysqld_exporter, Pushgateway; cargo-deny) when it is missing, then runs fmt, clippy -D warnings, a build of
-# the benches, rustdoc -D warnings, cargo deny (licenses, bans, sources), the deployment and
-# monitoring validators (promtool, actionlint, ...) and the whole test suite, which includes the
-# restore drill (tests/backup.rs) and the live alert drill (tests/monitoring.rs).
+# Installs what the tests need when it is missing (redis-server, MariaDB, Prometheus,
+# Alertmanager, redis_exporter, mysqld_exporter and the Pushgateway from apt; cargo-deny with
+# cargo install --locked), then runs fmt, clippy -D warnings, a build of the benches, rustdoc
+# -D warnings, cargo deny (licenses, bans, sources), the deployment and monitoring validators
+# (promtool, amtool, actionlint, ...) and the whole test suite, which includes the restore drill
+# (tests/backup.rs) and the live alert drill (tests/monitoring.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
