@@ -1,6 +1,7 @@
 //! The access log as an operator's log pipeline (Promtail, Loki) sees it: the real binary in
 //! production mode writes one JSON object per line, with the request id it echoes, the matched
-//! route, status, latency and the user id, and never a password, token or email.
+//! route, status, latency and the user id, and never a password, token or email; and every field
+//! the logs dashboard's LogQL reads is in those lines.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -130,6 +131,36 @@ async fn every_request_is_one_json_line_with_its_id_route_status_latency_and_use
         bad.get("user_id").is_none(),
         "no user on a failed login: {bad}"
     );
+
+    // Loki cannot run here (no package ships it), so its dashboard's queries are checked against
+    // the real lines instead: every field they read ({{.field}}, `| json | field ...`) is there.
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../k8s-example/monitoring/grafana/dashboards/calories-logs.json"),
+    )
+    .unwrap();
+    let mut fields: Vec<String> = dashboard
+        .split("{{.")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("}}").map(|(field, _)| field.to_owned()))
+        .collect();
+    fields.extend(dashboard.split("| json | ").skip(1).filter_map(|rest| {
+        rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .next()
+            .filter(|w| !w.is_empty() && *w != "line_format")
+            .map(str::to_owned)
+    }));
+    assert!(
+        fields.len() >= 5,
+        "fields read by the logs dashboard: {fields:?}"
+    );
+    let meal_line = by_id("drill-meal-1");
+    for field in &fields {
+        assert!(
+            meal_line.get(field).is_some(),
+            "the logs dashboard reads {field:?}, which the log line lacks: {meal_line}"
+        );
+    }
 
     let all = lines.join("\n").to_lowercase();
     for secret in [
