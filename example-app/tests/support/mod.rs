@@ -16,6 +16,7 @@
     clippy::expect_used
 )]
 
+pub mod app_process;
 pub mod mariadb;
 pub use cache_test_support as redis_support;
 
