@@ -72,7 +72,7 @@ impl<V: Clone> SingleFlight<V> {
     /// Whether work for `key` is in progress (a hint: it may start or end right after).
     ///
     /// ```
-    /// let flights = cache_core::SingleFlight::<u32>::new();
+    /// let flights = cache_core::flight::SingleFlight::<u32>::new();
     /// let leader = flights.join("report:7");
     /// assert!(flights.is_running("report:7"));
     /// drop(leader);

@@ -11,7 +11,9 @@
     missing_docs,
     missing_debug_implementations,
     clippy::unwrap_used,
-    clippy::expect_used
+    clippy::expect_used,
+    clippy::len_without_is_empty,
+    clippy::new_without_default
 )]
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

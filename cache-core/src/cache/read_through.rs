@@ -137,20 +137,7 @@ impl Cache {
     {
         let key = key.as_ref();
         let expiry = expiry.into();
-        let checked = expiry
-            .ttl
-            .resolve(self.inner.default_ttl)
-            .and_then(|ttl| Ok((ttl, tag_list(&expiry.tags)?)));
-        let (ttl, tags) = match checked {
-            Ok((ttl, tags)) => (Some(ttl), tags),
-            Err(err) => {
-                self.absorb(
-                    "read-through with an invalid TTL or tag: loading without storing",
-                    &err,
-                );
-                (None, Vec::new())
-            }
-        };
+        let (ttl, tags) = self.storage_plan(&expiry);
         // A loader that asks for its own key (directly, or through another cached function with
         // the same key) would otherwise wait for itself.
         if self.is_leading(key) {
@@ -200,83 +187,9 @@ impl Cache {
                             }
                         }
                     }
-                    // Tag versions before the loader: a tag invalidated while it runs voids
-                    // what it returns.
-                    let mut store_as = None;
-                    if let (true, Some(ttl)) = (backend_up, ttl) {
-                        match self.tag_versions(&tags, ttl, expiry.stale).await {
-                            Ok(versions) => store_as = Some((ttl, versions)),
-                            Err(err) => {
-                                self.absorb(
-                                    "cache unavailable, the loaded value is not stored",
-                                    &err,
-                                );
-                                backend_up = !err.is_unavailable();
-                            }
-                        }
-                    }
-                    // One loader across replicas: wait for another's value, or hold the lease.
-                    let mut lease = None;
-                    if let (Some(timeout), true, Store::Remote(remote)) =
-                        (expiry.lock, backend_up, &self.inner.store)
-                    {
-                        match self.lease::<T>(remote, key, &tags, timeout).await {
-                            Lease::Value(value) => {
-                                leader.publish(Ok(Arc::new(value.clone())));
-                                return Ok(value);
-                            }
-                            Lease::Owner(token) => lease = Some((remote, token)),
-                            Lease::None => {}
-                        }
-                    }
-                    // The claim last, just before the loader: a delete from here on wins.
-                    let store_as = match store_as {
-                        Some((ttl, versions)) => self
-                            .begin_load(key)
-                            .await
-                            .map(|claim| (ttl, versions, claim)),
-                        None => None,
-                    };
-                    self.inner.metrics.loader_runs.increment(1);
-                    // With a stale answer at hand, a loader past the soft timeout is abandoned.
-                    let (loaded, stale) = match (stale, expiry.soft_timeout) {
-                        (Some(old), Some(limit)) => {
-                            match tokio::time::timeout(limit, self.lead(key, loader)).await {
-                                Ok(loaded) => (loaded, Some(old)),
-                                Err(_) => {
-                                    self.release(lease, key).await;
-                                    return Ok(self.serve_stale(
-                                        key,
-                                        &leader,
-                                        old,
-                                        "loader_timeout",
-                                    ));
-                                }
-                            }
-                        }
-                        (stale, _) => (self.lead(key, loader).await, stale),
-                    };
-                    let answer = match (loaded, stale) {
-                        (Ok(value), _) => {
-                            // Waiters get the value now, not after the store below.
-                            leader.publish(Ok(Arc::new(value.clone())));
-                            if let Some((ttl, versions, claim)) = store_as {
-                                self.read_through_set(&claim, &value, ttl, expiry.stale, versions)
-                                    .await;
-                            }
-                            Ok(value)
-                        }
-                        (Err(_), Some(old)) => {
-                            Ok(self.serve_stale(key, &leader, old, "loader_error"))
-                        }
-                        (Err(err), None) => {
-                            leader.publish(Err(Arc::new(err.clone())));
-                            Err(err)
-                        }
-                    };
-                    // After the store: a replica that finds the lease gone finds the value.
-                    self.release(lease, key).await;
-                    return answer;
+                    return self
+                        .lead_load(key, &expiry, ttl, &tags, &leader, backend_up, stale, loader)
+                        .await;
                 }
                 Flight::Follower(follower) => match follower.wait().await {
                     // The leader was cancelled: elect a new one.
@@ -293,6 +206,116 @@ impl Cache {
                 },
             }
         }
+    }
+
+    /// How a read-through of `expiry` stores what it loads: the TTL (`None`: the expiry is
+    /// invalid, so load without storing, said in the log) and the checked tags.
+    fn storage_plan(&self, expiry: &Expiry) -> (Option<Option<Duration>>, Vec<String>) {
+        let checked = expiry
+            .ttl
+            .resolve(self.inner.default_ttl)
+            .and_then(|ttl| Ok((ttl, tag_list(&expiry.tags)?)));
+        match checked {
+            Ok((ttl, tags)) => (Some(ttl), tags),
+            Err(err) => {
+                self.absorb(
+                    "read-through with an invalid TTL or tag: loading without storing",
+                    &err,
+                );
+                (None, Vec::new())
+            }
+        }
+    }
+
+    /// What the leader of a key's flight does once the key must load, for a read-through and
+    /// for a refresh ahead alike: read the tag versions (a tag invalidated while the loader runs
+    /// voids its value), take the cross-replica lock if the expiry asks for it, claim the key (a
+    /// delete while the loader runs wins), run the loader (abandoned past the soft timeout when
+    /// `stale` can answer instead), hand the outcome to the waiters, store the value, and
+    /// release the lock. `backend_up`: false after a failed backend call, to skip the others.
+    #[allow(clippy::too_many_arguments)]
+    async fn lead_load<T, E, F, Fut>(
+        &self,
+        key: &str,
+        expiry: &Expiry,
+        ttl: Option<Option<Duration>>,
+        tags: &[String],
+        leader: &Leader<'_, Outcome>,
+        mut backend_up: bool,
+        stale: Option<T>,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Cacheable,
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut store_as = None;
+        if let (true, Some(ttl)) = (backend_up, ttl) {
+            match self.tag_versions(tags, ttl, expiry.stale).await {
+                Ok(versions) => store_as = Some((ttl, versions)),
+                Err(err) => {
+                    self.absorb("cache unavailable, the loaded value is not stored", &err);
+                    backend_up = !err.is_unavailable();
+                }
+            }
+        }
+        // One loader across replicas: wait for another's value, or hold the lease.
+        let mut lease = None;
+        if let (Some(timeout), true, Store::Remote(remote)) =
+            (expiry.lock, backend_up, &self.inner.store)
+        {
+            match self.lease::<T>(remote, key, tags, timeout).await {
+                Lease::Value(value) => {
+                    leader.publish(Ok(Arc::new(value.clone())));
+                    return Ok(value);
+                }
+                Lease::Owner(token) => lease = Some((remote, token)),
+                Lease::None => {}
+            }
+        }
+        // The claim last, just before the loader: a delete from here on wins.
+        let store_as = match store_as {
+            Some((ttl, versions)) => self
+                .begin_load(key)
+                .await
+                .map(|claim| (ttl, versions, claim)),
+            None => None,
+        };
+        self.inner.metrics.loader_runs.increment(1);
+        // With a stale answer at hand, a loader past the soft timeout is abandoned.
+        let (loaded, stale) = match (stale, expiry.soft_timeout) {
+            (Some(old), Some(limit)) => {
+                match tokio::time::timeout(limit, self.lead(key, loader)).await {
+                    Ok(loaded) => (loaded, Some(old)),
+                    Err(_) => {
+                        self.release(lease, key).await;
+                        return Ok(self.serve_stale(key, leader, old, "loader_timeout"));
+                    }
+                }
+            }
+            (stale, _) => (self.lead(key, loader).await, stale),
+        };
+        let answer = match (loaded, stale) {
+            (Ok(value), _) => {
+                // Waiters get the value now, not after the store below.
+                leader.publish(Ok(Arc::new(value.clone())));
+                if let Some((ttl, versions, claim)) = store_as {
+                    self.read_through_set(&claim, &value, ttl, expiry.stale, versions)
+                        .await;
+                }
+                Ok(value)
+            }
+            (Err(_), Some(old)) => Ok(self.serve_stale(key, leader, old, "loader_error")),
+            (Err(err), None) => {
+                leader.publish(Err(Arc::new(err.clone())));
+                Err(err)
+            }
+        };
+        // After the store: a replica that finds the lease gone finds the value.
+        self.release(lease, key).await;
+        answer
     }
 
     /// Takes the cross-replica lease on `key`'s load, or waits for the value of the replica
@@ -485,34 +508,13 @@ impl Cache {
             if matches!(again, Ok((Lookup::Hit(_), used)) if used < fraction) {
                 return;
             }
-            // As in a read-through: the tag versions before the load, or no store.
-            let store_as = match expiry.ttl.resolve(cache.inner.default_ttl) {
-                Ok(ttl) => match cache.tag_versions(&expiry.tags, ttl, expiry.stale).await {
-                    Ok(versions) => Some((ttl, versions)),
-                    Err(_) => None,
-                },
-                Err(_) => None,
-            };
-            let store_as = match store_as {
-                Some((ttl, versions)) => cache
-                    .begin_load(&key)
-                    .await
-                    .map(|claim| (ttl, versions, claim)),
-                None => None,
-            };
-            cache.inner.metrics.loader_runs.increment(1);
-            match cache.lead(&key, loader).await {
-                Ok(value) => {
-                    leader.publish(Ok(Arc::new(value.clone())));
-                    if let Some((ttl, versions, claim)) = store_as {
-                        cache
-                            .read_through_set(&claim, &value, ttl, expiry.stale, versions)
-                            .await;
-                    }
-                }
-                // The current value stays until its TTL; the next aging hit tries again.
-                Err(err) => leader.publish(Err(Arc::new(err))),
-            }
+            // The leader's routine of a read-through, with nothing stale to fall back on: a
+            // failed reload leaves the current value until its TTL, and the next aging hit
+            // tries again.
+            let (ttl, tags) = cache.storage_plan(&expiry);
+            let _reloaded = cache
+                .lead_load::<T, E, _, _>(&key, &expiry, ttl, &tags, &leader, true, None, loader)
+                .await;
         });
     }
 
