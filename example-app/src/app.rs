@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
@@ -18,6 +20,7 @@ use crate::config::Config;
 use crate::db::Database;
 use crate::nocache::NoCache;
 use crate::ratelimit::RateLimiter;
+use crate::redis_conn::SharedRedis;
 use crate::{auth, error, foods, health, meals, openapi, ratelimit, stats, telemetry, users};
 
 /// The largest JSON body accepted.
@@ -55,30 +58,39 @@ impl AppState {
         // Before the cache, so that its metric handles register with the recorder.
         let _ = telemetry::prometheus();
         let db = Database::connect(&config.database_url, config.database_max_connections).await?;
+        let tls_roots = match &config.cache_tls_ca_file {
+            Some(file) => Some(std::fs::read(file).with_context(|| {
+                format!(
+                    "CACHE_TLS_CA_FILE {}: cannot read it; point it at the PEM file of the CA \
+                     that signed Redis's certificate",
+                    file.display()
+                )
+            })?),
+            None => None,
+        };
         let cache = Cache::builder().namespace("calories");
         let cache = match config.cache_url.as_deref() {
             None => cache,
             Some("none") => cache.backend(NoCache),
             Some(url) => cache.url(url),
         };
+        let cache = match &tls_roots {
+            Some(pem) => cache.tls_root_certificates(pem.clone()),
+            None => cache,
+        };
         let cache = match config.cache_local_tier {
             Some((capacity, ttl)) => cache.local_tier(capacity, ttl),
             None => cache,
         };
         let cache = cache.build().await?;
+        // Shared by the replicas on whatever Redis the cache uses (single, TLS or cluster);
+        // in-process with the memory cache or none.
         let limiter = match config.cache_url.as_deref() {
-            Some(url) if url != "none" => {
-                RateLimiter::redis(
-                    url,
-                    config.rate_limit_per_minute,
-                    config.rate_limit_anon_per_minute,
-                )
-                .await?
+            Some(url) if url.starts_with("redis") => {
+                let conn = SharedRedis::connect(url, tls_roots.as_deref()).await?;
+                RateLimiter::redis(conn, config.limits())
             }
-            _ => RateLimiter::local(
-                config.rate_limit_per_minute,
-                config.rate_limit_anon_per_minute,
-            ),
+            _ => RateLimiter::local(config.limits()),
         };
         Ok(Self {
             db,

@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::Json;
+use crate::ratelimit::ClientIp;
 use crate::users::{self, NewUser, User};
 
 /// Signs and checks access tokens.
@@ -255,11 +256,13 @@ fn token_response(state: &AppState, user_id: i64) -> Result<TokenResponse, ApiEr
 /// Creates an account.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = RegisterResponse), (status = 409, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody)))]
+              (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
+    from: ClientIp,
     Json(body): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    state.limiter.check_auth(from, &body.email).await?;
     let new = NewUser::validate(body)?;
     let user = users::insert(&state.db, new).await?;
     let token = token_response(&state, user.id)?;
@@ -268,12 +271,15 @@ pub async fn register(
 
 /// Exchanges an email and password for an access token.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody),
+              (status = 429, body = crate::error::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
+    from: ClientIp,
     Json(body): Json<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let email = body.email.trim().to_lowercase();
+    state.limiter.check_auth(from, &email).await?;
     let found = users::credentials(&state.db, &email).await?;
     let (id, hash) = match found {
         Some((id, hash)) => (Some(id), hash),

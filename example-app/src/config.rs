@@ -11,8 +11,54 @@ use anyhow::{Context, bail};
 /// The JWT secret used when `JWT_SECRET` is unset: fine on a laptop, refused in production.
 pub const DEV_JWT_SECRET: &str = "dev-only-secret-do-not-use-in-production";
 
-/// The shortest `JWT_SECRET` accepted with `APP_ENV=production` (256 bits of HS256 key).
-pub const MIN_PRODUCTION_SECRET_LEN: usize = 32;
+/// The fewest bits of key a production `JWT_SECRET` must carry (HS256's 256).
+pub const MIN_PRODUCTION_SECRET_BITS: usize = 256;
+
+/// Placeholders of `env.prod.sample`, `k8s-example/secrets.yaml.example` and the docs: a copied
+/// template must not start, whatever its length.
+const PLACEHOLDER_MARKS: &[&str] = &["change_me", "changeme", "change-me", "placeholder"];
+
+/// Refuses a `JWT_SECRET` that a template or the docs hold, or that carries under
+/// [`MIN_PRODUCTION_SECRET_BITS`] by its encoded length: 4 bits a character for hex (what
+/// `openssl rand -hex` writes), 6 for base64, and at most 6 for anything else, since a secret a
+/// person typed has far less than the 6.6 bits of a random printable character.
+///
+/// ```
+/// use calories_app::config::check_production_secret;
+/// assert!(check_production_secret("CHANGE_ME_generate_with_openssl_rand_hex_32").is_err());
+/// assert!(check_production_secret(&"ab12".repeat(8)).is_err()); // 32 hex digits: 128 bits
+/// assert!(check_production_secret("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08").is_ok());
+/// ```
+///
+/// # Errors
+/// Which rule the secret breaks, and how to make a good one.
+pub fn check_production_secret(secret: &str) -> anyhow::Result<()> {
+    const HOW: &str = "set JWT_SECRET to the output of `openssl rand -hex 32` (or `openssl rand \
+                       -base64 48`); refusing to start in production";
+    let lower = secret.to_ascii_lowercase();
+    if secret == DEV_JWT_SECRET || PLACEHOLDER_MARKS.iter().any(|m| lower.contains(m)) {
+        bail!(
+            "APP_ENV=production and JWT_SECRET is missing or a placeholder from the templates; {HOW}"
+        );
+    }
+    let is_hex = secret.chars().all(|c| c.is_ascii_hexdigit());
+    let bits_per_char = if is_hex { 4 } else { 6 };
+    let bits = secret.chars().count() * bits_per_char;
+    // A long run of few symbols ("aaaa...") is long but not random.
+    let mut distinct: Vec<char> = secret.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if bits < MIN_PRODUCTION_SECRET_BITS || distinct.len() < 8 {
+        bail!(
+            "APP_ENV=production and JWT_SECRET carries about {bits} bits by its length and \
+             alphabet ({} characters, {}), under the {MIN_PRODUCTION_SECRET_BITS} an HS256 key \
+             needs; {HOW}",
+            secret.chars().count(),
+            if is_hex { "hex" } else { "not hex" }
+        );
+    }
+    Ok(())
+}
 
 /// Where the service runs: development (readable logs, a default secret) or production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,8 +103,15 @@ pub struct Config {
     pub rate_limit_per_minute: u32,
     /// `RATE_LIMIT_ANON_PER_MINUTE`: requests per client IP per minute without a token; default 60.
     pub rate_limit_anon_per_minute: u32,
+    /// `RATE_LIMIT_AUTH_PER_MINUTE`: login and registration attempts per client IP (IPv6: per
+    /// /64) and, separately, per target email, per minute, whatever token they carry; default 10.
+    pub rate_limit_auth_per_minute: u32,
     /// `TRUST_FORWARDED_FOR`: take the client IP from `X-Forwarded-For` (behind an ingress).
     pub trust_forwarded_for: bool,
+    /// `CACHE_TLS_CA_FILE`: a PEM file of the CA certificates to trust for a `rediss://` (or
+    /// `rediss+cluster://`) `CACHE_URL`, instead of the system's: for a Redis whose certificate
+    /// a private CA signed.
+    pub cache_tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -75,7 +128,9 @@ impl Default for Config {
             photo_dir: PathBuf::from("data/photos"),
             rate_limit_per_minute: 300,
             rate_limit_anon_per_minute: 60,
+            rate_limit_auth_per_minute: 10,
             trust_forwarded_for: false,
+            cache_tls_ca_file: None,
         }
     }
 }
@@ -117,14 +172,8 @@ impl Config {
             Some(other) => bail!("APP_ENV {other:?}: expected \"development\" or \"production\""),
         };
         let jwt_secret = var("JWT_SECRET").unwrap_or(defaults.jwt_secret);
-        if environment == Environment::Production
-            && (jwt_secret == DEV_JWT_SECRET || jwt_secret.len() < MIN_PRODUCTION_SECRET_LEN)
-        {
-            bail!(
-                "APP_ENV=production needs JWT_SECRET set to a random secret of at least \
-                 {MIN_PRODUCTION_SECRET_LEN} characters (for example `openssl rand -base64 48`); \
-                 refusing to start with a missing or default one"
-            );
+        if environment == Environment::Production {
+            check_production_secret(&jwt_secret)?;
         }
         Ok(Self {
             environment,
@@ -155,9 +204,27 @@ impl Config {
             )?
             .filter(|n| *n > 0)
             .unwrap_or(defaults.rate_limit_anon_per_minute),
+            rate_limit_auth_per_minute: parse(
+                &var,
+                "RATE_LIMIT_AUTH_PER_MINUTE",
+                "attempts per minute",
+            )?
+            .filter(|n| *n > 0)
+            .unwrap_or(defaults.rate_limit_auth_per_minute),
             trust_forwarded_for: parse(&var, "TRUST_FORWARDED_FOR", "true or false")?
                 .unwrap_or(defaults.trust_forwarded_for),
+            cache_tls_ca_file: cache_tls_ca_file(&var)?,
         })
+    }
+
+    /// The limits of the rate limiter.
+    #[must_use]
+    pub fn limits(&self) -> crate::ratelimit::Limits {
+        crate::ratelimit::Limits {
+            per_user: self.rate_limit_per_minute,
+            per_ip: self.rate_limit_anon_per_minute,
+            per_auth: self.rate_limit_auth_per_minute,
+        }
     }
 
     /// Whether this is a production deployment.
@@ -165,6 +232,20 @@ impl Config {
     pub fn is_production(&self) -> bool {
         self.environment == Environment::Production
     }
+}
+
+/// `CACHE_TLS_CA_FILE`, checked against `CACHE_URL`.
+fn cache_tls_ca_file(var: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<PathBuf>> {
+    let Some(file) = var("CACHE_TLS_CA_FILE") else {
+        return Ok(None);
+    };
+    let tls = var("CACHE_URL").is_some_and(|url| url.starts_with("rediss"));
+    anyhow::ensure!(
+        tls,
+        "CACHE_TLS_CA_FILE is set but CACHE_URL is not rediss:// (or rediss+cluster://): \
+         the CA would not be used; use rediss:// or unset CACHE_TLS_CA_FILE"
+    );
+    Ok(Some(PathBuf::from(file.trim())))
 }
 
 /// `CACHE_LOCAL_CAPACITY` and `CACHE_LOCAL_TTL_SECONDS`, checked against `CACHE_URL`.
@@ -233,17 +314,45 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_a_missing_default_or_short_secret() {
-        for vars in [
-            vec![("APP_ENV", "production")],
-            vec![("APP_ENV", "production"), ("JWT_SECRET", DEV_JWT_SECRET)],
-            vec![("APP_ENV", "production"), ("JWT_SECRET", "short")],
+    fn production_refuses_a_missing_default_short_or_placeholder_secret() {
+        let sample = include_str!("../env.prod.sample");
+        let from_sample = sample
+            .lines()
+            .find_map(|l| l.strip_prefix("JWT_SECRET="))
+            .unwrap();
+        let k8s = include_str!("../../k8s-example/secrets.yaml.example");
+        let from_k8s = k8s
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("JWT_SECRET: "))
+            .unwrap();
+        // 64 hex digits made of 4 symbols, 32 hex digits (128 bits), 40 base64 characters (240).
+        let (low_diversity, hex_128, b64_240) = (
+            "abcd".repeat(16),
+            "9f86d081884c7d659a2feaa0c55ad015".to_owned(),
+            "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2Fy".to_owned(),
+        );
+        for secret in [
+            None,
+            Some(DEV_JWT_SECRET),
+            Some("short"),
+            Some(from_sample),
+            Some(from_k8s),
+            Some(low_diversity.as_str()),
+            Some(hex_128.as_str()),
+            Some(b64_240.as_str()),
         ] {
+            let mut vars = vec![("APP_ENV", "production")];
+            vars.extend(secret.map(|s| ("JWT_SECRET", s)));
             let err = config(&vars).unwrap_err().to_string();
-            assert!(err.contains("JWT_SECRET"), "{err}");
+            assert!(err.contains("JWT_SECRET"), "{secret:?}: {err}");
         }
-        let secret = "x".repeat(MIN_PRODUCTION_SECRET_LEN);
-        assert!(config(&[("APP_ENV", "production"), ("JWT_SECRET", &secret)]).is_ok());
+        // `openssl rand -hex 32` and `openssl rand -base64 48`.
+        for good in [
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "q3Jm1c7yZb0xWkE9vH2sLpT8uRnA4dFgK6iO5eYwBzQ+XjC/MtNlPaSrVhUo7GfD",
+        ] {
+            assert!(config(&[("APP_ENV", "production"), ("JWT_SECRET", good)]).is_ok());
+        }
     }
 
     #[test]

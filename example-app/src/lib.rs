@@ -32,6 +32,7 @@ pub mod openapi;
 pub mod photos;
 pub mod probe;
 pub mod ratelimit;
+pub mod redis_conn;
 pub mod seed;
 pub mod stats;
 pub mod telemetry;
