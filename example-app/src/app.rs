@@ -15,13 +15,15 @@ use cache_core::Cache;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::JwtKeys;
+use crate::auth::{JwtKeys, PasswordHashing};
 use crate::config::Config;
 use crate::db::Database;
 use crate::nocache::NoCache;
 use crate::ratelimit::RateLimiter;
 use crate::redis_conn::SharedRedis;
-use crate::{auth, error, foods, health, meals, openapi, ratelimit, stats, telemetry, users};
+use crate::{
+    auth, error, foods, health, meals, openapi, ratelimit, security, stats, telemetry, users,
+};
 
 /// The largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 64 * 1024;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// Per-user and per-IP limits.
     pub limiter: RateLimiter,
+    /// The bound on concurrent password hashing.
+    pub hashing: PasswordHashing,
     /// When the process started.
     pub started: Instant,
 }
@@ -92,12 +96,15 @@ impl AppState {
             }
             _ => RateLimiter::local(config.limits()),
         };
+        let hashing =
+            PasswordHashing::new(config.password_hash_concurrency, config.password_hash_wait);
         Ok(Self {
             db,
             cache,
             jwt: Arc::new(JwtKeys::new(&config.jwt_secret, config.jwt_ttl)),
             config: Arc::new(config),
             limiter,
+            hashing,
             started: Instant::now(),
         })
     }
@@ -110,7 +117,9 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let foods = Router::new()
         .route("/foods", get(foods::search))
-        .layer(HttpCacheLayer::new(state.cache.clone()).max_body_bytes(512 * 1024));
+        .layer(HttpCacheLayer::new(state.cache.clone()).max_body_bytes(512 * 1024))
+        // Outside the cache: the cache only ever sees the canonical URI of a valid query.
+        .layer(middleware::from_fn(foods::canonical_query));
     let api = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
@@ -144,5 +153,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(telemetry::track))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(error::panic_response))
+        // Outermost, so that errors and panics get them too.
+        .layer(middleware::from_fn(security::headers))
         .with_state(state)
 }

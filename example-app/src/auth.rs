@@ -2,6 +2,7 @@
 //! `POST /auth/register` and `POST /auth/login` routes, and the [`AuthUser`] extractor every
 //! other user route takes.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use argon2::Argon2;
@@ -15,6 +16,7 @@ use axum::http::request::Parts;
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 use utoipa::ToSchema;
 
 use crate::app::AppState;
@@ -158,33 +160,88 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Hashes a password with argon2id and a random salt (on a blocking thread: it is slow on purpose).
-///
-/// # Errors
-/// Hashing failed (an internal error).
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|hash| hash.to_string())
-            .map_err(|e| ApiError::internal(anyhow::anyhow!("argon2: {e}")))
-    })
-    .await
-    .map_err(ApiError::internal)?
+/// The bound on concurrent password hashing: argon2id takes 19 MiB and a core for each hash
+/// (slow on purpose), so without a bound N parallel logins take N x 19 MiB (60 of them: 1.1 GiB,
+/// an OOM kill in a 512 MiB pod). A hash waits up to [`PasswordHashing::wait`] for one of the
+/// permits, then the request is answered 503 `busy` with `Retry-After`.
+#[derive(Debug, Clone)]
+pub struct PasswordHashing {
+    permits: Arc<Semaphore>,
+    wait: Duration,
 }
 
-/// Whether `password` matches `hash` (on a blocking thread).
-async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
+impl PasswordHashing {
+    /// At most `permits` hashes at once (at least one); a request waits up to `wait` for one.
+    #[must_use]
+    pub fn new(permits: usize, wait: Duration) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(permits.max(1))),
+            wait,
+        }
+    }
+
+    /// How long a hash waits for a permit before its request is refused.
+    #[must_use]
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    /// Runs `work` on a blocking thread once a permit is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        // Closed never happens (the semaphore is never closed); a timeout is the busy answer.
+        let Ok(Ok(permit)) =
+            tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await
+        else {
+            metrics::counter!("password_hashing_busy_total").increment(1);
+            return Err(ApiError::busy(Duration::from_secs(1)));
+        };
+        tokio::task::spawn_blocking(move || {
+            let out = work();
+            drop(permit);
+            out
         })
-    })
-    .await
-    .unwrap_or(false)
+        .await
+        .map_err(ApiError::internal)
+    }
+}
+
+/// Hashes a password with argon2id and a random salt, within `hashing`'s bound.
+///
+/// # Errors
+/// 503 `busy` when every permit stays taken; hashing failed (an internal error).
+pub async fn hash_password(
+    hashing: &PasswordHashing,
+    password: String,
+) -> Result<String, ApiError> {
+    hashing
+        .run(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|e| ApiError::internal(anyhow::anyhow!("argon2: {e}")))
+        })
+        .await?
+}
+
+/// Whether `password` matches `hash`, within `hashing`'s bound.
+async fn verify_password(
+    hashing: &PasswordHashing,
+    password: String,
+    hash: String,
+) -> Result<bool, ApiError> {
+    hashing
+        .run(move || {
+            PasswordHash::new(&hash).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+        })
+        .await
 }
 
 /// A hash of no one's password, checked when the email is unknown so that a login's timing does
@@ -256,7 +313,8 @@ fn token_response(state: &AppState, user_id: i64) -> Result<TokenResponse, ApiEr
 /// Creates an account.
 #[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = RegisterResponse), (status = 409, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+              (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody),
+              (status = 503, body = crate::error::ErrorBody)))]
 pub async fn register(
     State(state): State<AppState>,
     from: ClientIp,
@@ -264,7 +322,7 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
     state.limiter.check_auth(from, &body.email).await?;
     let new = NewUser::validate(body)?;
-    let user = users::insert(&state.db, new).await?;
+    let user = users::insert(&state.db, &state.hashing, new).await?;
     let token = token_response(&state, user.id)?;
     Ok((StatusCode::CREATED, Json(RegisterResponse { user, token })))
 }
@@ -272,7 +330,7 @@ pub async fn register(
 /// Exchanges an email and password for an access token.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = crate::error::ErrorBody),
-              (status = 429, body = crate::error::ErrorBody)))]
+              (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     from: ClientIp,
@@ -285,7 +343,7 @@ pub async fn login(
         Some((id, hash)) => (Some(id), hash),
         None => (None, DECOY_HASH.to_owned()),
     };
-    let matches = verify_password(body.password, hash).await;
+    let matches = verify_password(&state.hashing, body.password, hash).await?;
     match id {
         Some(id) if matches => Ok(Json(token_response(&state, id)?)),
         _ => Err(ApiError::unauthorized(

@@ -112,6 +112,12 @@ pub struct Config {
     /// `rediss+cluster://`) `CACHE_URL`, instead of the system's: for a Redis whose certificate
     /// a private CA signed.
     pub cache_tls_ca_file: Option<PathBuf>,
+    /// `PASSWORD_HASH_CONCURRENCY`: password hashes (login, register) at once; default the
+    /// number of cores. Each takes 19 MiB and a core, so this bounds the memory logins take.
+    pub password_hash_concurrency: usize,
+    /// `PASSWORD_HASH_WAIT_MS`: how long a login waits for a free hashing slot before it is
+    /// answered 503 `busy` with `Retry-After`; default 2000.
+    pub password_hash_wait: Duration,
 }
 
 impl Default for Config {
@@ -131,6 +137,8 @@ impl Default for Config {
             rate_limit_auth_per_minute: 10,
             trust_forwarded_for: false,
             cache_tls_ca_file: None,
+            password_hash_concurrency: std::thread::available_parallelism().map_or(2, usize::from),
+            password_hash_wait: Duration::from_secs(2),
         }
     }
 }
@@ -214,6 +222,15 @@ impl Config {
             trust_forwarded_for: parse(&var, "TRUST_FORWARDED_FOR", "true or false")?
                 .unwrap_or(defaults.trust_forwarded_for),
             cache_tls_ca_file: cache_tls_ca_file(&var)?,
+            password_hash_concurrency: parse(
+                &var,
+                "PASSWORD_HASH_CONCURRENCY",
+                "a number of hashes such as 2",
+            )?
+            .filter(|n| *n > 0)
+            .unwrap_or(defaults.password_hash_concurrency),
+            password_hash_wait: parse(&var, "PASSWORD_HASH_WAIT_MS", "milliseconds such as 2000")?
+                .map_or(defaults.password_hash_wait, Duration::from_millis),
         })
     }
 

@@ -116,6 +116,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             users,
             meals_per_user,
         } => {
+            // Seeded accounts share one published password: in production they would be
+            // open doors.
+            anyhow::ensure!(
+                !config.is_production(),
+                "seed refuses APP_ENV=production: its users all have the published password \
+                 {:?}; seed a development or staging database instead",
+                seed::SEED_PASSWORD
+            );
             let db =
                 Database::connect(&config.database_url, config.database_max_connections).await?;
             let report = seed::run(&db, users, meals_per_user, true).await?;

@@ -373,6 +373,10 @@ pub async fn photo(
         [
             (header::CONTENT_TYPE, mime),
             (header::CACHE_CONTROL, "private, max-age=86400".to_owned()),
+            // Shown, never sniffed into something else (HTML, script) nor saved under a name
+            // the uploader chose.
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CONTENT_DISPOSITION, "inline".to_owned()),
         ],
         Body::from(bytes),
     )
@@ -389,6 +393,10 @@ pub async fn delete(
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     let (meal, photo) = find(&state, user.id, id).await?;
+    // Everything that can fail comes before the DELETE: once the row is gone, its day is
+    // invalidated whatever happens next.
+    let profile = users::profile(&state, user.id).await?;
+    let day = meal.eaten_at.with_timezone(&profile.tz()).date_naive();
     let deleted = sqlx::query("DELETE FROM meals WHERE id = ? AND user_id = ?")
         .bind(id)
         .bind(user.id)
@@ -397,12 +405,10 @@ pub async fn delete(
     if deleted.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("meal {id} does not exist")));
     }
+    cached::forget_meal_day(&state.cache, user.id, day).await;
     if let Some((file, _)) = photo {
         photos::remove(&state.config.photo_dir, &file).await;
     }
-    let profile = users::profile(&state, user.id).await?;
-    let day = meal.eaten_at.with_timezone(&profile.tz()).date_naive();
-    cached::forget_meal_day(&state.cache, user.id, day).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

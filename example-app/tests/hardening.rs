@@ -1,0 +1,267 @@
+//! The hardening a security review asked for, each item tested as an attacker would try it:
+//! login throttling per IP (IPv6 per /64) and per email whatever token is sent, the limiter's
+//! in-process fallback when Redis dies, security headers on every response, photos served as
+//! images only, a `/foods` cache that junk spellings cannot fill, and `PATCH /users/me` as one
+//! atomic update.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod support;
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use support::{Resp, Stack, TestApp};
+
+both_stacks!(
+    login_is_throttled_per_ip_and_per_email_whatever_the_token,
+    ipv6_clients_are_throttled_per_64,
+    every_response_carries_the_security_headers,
+    photos_are_served_as_images_only,
+    spellings_of_one_food_search_share_one_cache_entry,
+    concurrent_patches_of_different_fields_both_land,
+);
+
+/// `POST path` with a JSON body from `ip`, with an optional bearer token.
+async fn post_from(app: &TestApp, ip: &str, path: &str, token: Option<&str>, body: Value) -> Resp {
+    let ip: IpAddr = ip.parse().unwrap();
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let mut request = request.body(Body::from(body.to_string())).unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(ip, 40_000)));
+    app.send(request).await
+}
+
+async fn login_from(app: &TestApp, ip: &str, email: &str, token: Option<&str>) -> StatusCode {
+    let body = json!({"email": email, "password": "wrong password!"});
+    let resp = post_from(app, ip, "/auth/login", token, body).await;
+    if resp.status == StatusCode::TOO_MANY_REQUESTS {
+        assert_eq!(resp.error_code(), "rate_limited");
+        assert!(resp.header("retry-after").is_some());
+    }
+    resp.status
+}
+
+async fn login_is_throttled_per_ip_and_per_email_whatever_the_token(stack: Stack) {
+    let app = TestApp::start_with(stack, |c| c.rate_limit_auth_per_minute = 3).await;
+    let body = json!({"email": "victim@example.com", "password": "correct horse battery"});
+    let registered = post_from(&app, "10.0.0.1", "/auth/register", None, body).await;
+    assert_eq!(registered.status, StatusCode::CREATED);
+    let body = json!({"email": "attacker@example.com", "password": "correct horse battery"});
+    let attacker = post_from(&app, "10.0.0.2", "/auth/register", None, body).await;
+    let token = attacker.json()["access_token"].as_str().unwrap().to_owned();
+
+    // Per IP: a valid token of the attacker's own does not buy more attempts.
+    for i in 0..3 {
+        let email = format!("guess{i}@example.com");
+        let status = login_from(&app, "10.0.0.3", &email, Some(&token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let status = login_from(&app, "10.0.0.3", "guess9@example.com", Some(&token)).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a 4th attempt from one IP"
+    );
+    let other_ip = login_from(&app, "10.0.0.4", "guess9@example.com", Some(&token)).await;
+    assert_eq!(
+        other_ip,
+        StatusCode::UNAUTHORIZED,
+        "another IP has its own budget"
+    );
+
+    // Per email: its registration and two guesses from as many IPs use its budget of 3.
+    for ip in ["10.0.1.1", "10.0.1.2"] {
+        let status = login_from(&app, ip, "victim@example.com", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let status = login_from(&app, "10.0.1.3", "Victim@Example.com", None).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the email's budget is spent"
+    );
+    // Registration counts against the same budgets.
+    let body = json!({"email": "victim@example.com", "password": "correct horse battery"});
+    let again = post_from(&app, "10.0.1.4", "/auth/register", None, body).await;
+    assert_eq!(again.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+async fn ipv6_clients_are_throttled_per_64(stack: Stack) {
+    let app = TestApp::start_with(stack, |c| c.rate_limit_auth_per_minute = 3).await;
+    for (i, ip) in ["2001:db8:0:7::1", "2001:db8:0:7::2", "2001:db8:0:7:ffff::3"]
+        .iter()
+        .enumerate()
+    {
+        let email = format!("v6-{i}@example.com");
+        assert_eq!(
+            login_from(&app, ip, &email, None).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let same_64 = login_from(&app, "2001:db8:0:7:abcd::9", "v6-9@example.com", None).await;
+    assert_eq!(
+        same_64,
+        StatusCode::TOO_MANY_REQUESTS,
+        "a new address in the same /64"
+    );
+    let next_64 = login_from(&app, "2001:db8:0:8::1", "v6-9@example.com", None).await;
+    assert_eq!(
+        next_64,
+        StatusCode::UNAUTHORIZED,
+        "the next /64 is another client"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_redis_makes_the_limiter_count_in_process_not_let_everything_through() {
+    let mut app = TestApp::start_with(Stack::MariaDbRedis, |c| {
+        c.rate_limit_anon_per_minute = 3;
+    })
+    .await;
+    assert!(!app.state.limiter.is_local());
+    app.stop_redis();
+    for _ in 0..3 {
+        assert_eq!(app.get("/health/live", None).await.status, StatusCode::OK);
+        assert_eq!(app.get("/foods?q=egg", None).await.status, StatusCode::OK);
+    }
+    let resp = app.get("/foods?q=egg", None).await;
+    assert_eq!(resp.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.error_code(), "rate_limited");
+}
+
+fn assert_security_headers(resp: &Resp, what: &str) {
+    for (name, value) in calories_app::security::HEADERS {
+        if *name == "cache-control" {
+            assert!(resp.header(name).is_some(), "{what}: no cache-control");
+            continue;
+        }
+        assert_eq!(resp.header(name), Some(*value), "{what}: {name}");
+    }
+}
+
+async fn every_response_carries_the_security_headers(stack: Stack) {
+    let app = TestApp::start(stack).await;
+    let (token, _) = app.register("headers@example.com").await;
+    for (uri, token, status) in [
+        ("/health/live", None, StatusCode::OK),
+        ("/metrics", None, StatusCode::OK),
+        ("/openapi.json", None, StatusCode::OK),
+        ("/foods?q=egg", None, StatusCode::OK),
+        ("/foods?junk=1", None, StatusCode::BAD_REQUEST),
+        ("/meals/daily", Some(token.as_str()), StatusCode::OK),
+        ("/users/me", None, StatusCode::UNAUTHORIZED),
+        ("/no/such/route", None, StatusCode::NOT_FOUND),
+    ] {
+        let resp = app.get(uri, token).await;
+        assert_eq!(resp.status, status, "{uri}");
+        assert_security_headers(&resp, uri);
+    }
+    // User data is never kept by a shared cache; the public food search says its own policy.
+    let me = app.get("/users/me", Some(&token)).await;
+    assert_eq!(me.header("cache-control"), Some("no-store"));
+    let foods = app.get("/foods?q=egg", None).await;
+    assert_eq!(foods.header("cache-control"), Some("public, max-age=300"));
+}
+
+async fn photos_are_served_as_images_only(stack: Stack) {
+    let app = TestApp::start(stack).await;
+    let (token, _) = app.register("photo-headers@example.com").await;
+    let (content_type, body) = support::multipart(&[
+        ("photo", Some("a.png"), support::images::PNG),
+        ("name", None, b"Toast"),
+        ("calories", None, b"300"),
+    ]);
+    let created = app
+        .call(
+            Method::POST,
+            "/meals/upload",
+            Some(&token),
+            Some(&content_type),
+            body,
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.json()["id"].as_i64().unwrap();
+    let photo = app.get(&format!("/meals/{id}/photo"), Some(&token)).await;
+    assert_eq!(photo.status, StatusCode::OK);
+    assert_eq!(photo.header("content-type"), Some("image/png"));
+    assert_eq!(photo.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(photo.header("content-disposition"), Some("inline"));
+    assert_security_headers(&photo, "photo");
+}
+
+async fn spellings_of_one_food_search_share_one_cache_entry(stack: Stack) {
+    let app = TestApp::start(stack).await;
+    let first = app.get("/foods?q=egg", None).await;
+    assert_eq!(first.status, StatusCode::OK);
+    for spelling in [
+        "/foods?q=egg",
+        "/foods?q=EGG",
+        "/foods?page=1&q=egg",
+        "/foods?q=egg&per_page=20",
+        "/foods?q=%65gg&page=01",
+        "/foods?q=+egg+",
+    ] {
+        let resp = app.get(spelling, None).await;
+        assert_eq!(resp.status, StatusCode::OK, "{spelling}");
+        assert_eq!(resp.body, first.body, "{spelling}");
+        let status = resp.header("cache-status").unwrap_or_default();
+        assert!(status.contains("hit"), "{spelling} was a miss: {status}");
+    }
+    // per_page above 100 is capped: all of them are the same page, one entry.
+    let capped = app.get("/foods?per_page=100", None).await;
+    for per_page in [101, 1000, 9_999_999] {
+        let resp = app.get(&format!("/foods?per_page={per_page}"), None).await;
+        assert_eq!(resp.body, capped.body);
+        let status = resp.header("cache-status").unwrap_or_default();
+        assert!(status.contains("hit"), "per_page={per_page} was a miss");
+    }
+    // Junk is refused before the cache, in the one error shape.
+    let junk = app.get("/foods?q=egg&utm_source=x", None).await;
+    assert_eq!(junk.status, StatusCode::BAD_REQUEST);
+    assert_eq!(junk.error_code(), "invalid_query");
+    let bad = app.get("/foods?page=0", None).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.error_code(), "validation_failed");
+}
+
+async fn concurrent_patches_of_different_fields_both_land(stack: Stack) {
+    let app = TestApp::start(stack).await;
+    let (token, id) = app.register("patches@example.com").await;
+    for round in 0..20_i64 {
+        let name = format!("Name {round}");
+        let goal = 2000 + round;
+        let (a, b) = tokio::join!(
+            app.patch("/users/me", Some(&token), json!({"name": name})),
+            app.patch("/users/me", Some(&token), json!({"daily_goal": goal})),
+        );
+        assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
+        let (stored_name, stored_goal): (String, i64) =
+            sqlx::query_as("SELECT name, daily_goal FROM users WHERE id = ?")
+                .bind(id)
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            (stored_name.as_str(), stored_goal),
+            (name.as_str(), goal),
+            "round {round}: one PATCH undid the other"
+        );
+        let me = app.get("/users/me", Some(&token)).await.json();
+        assert_eq!(
+            (me["name"].as_str(), me["daily_goal"].as_i64()),
+            (Some(name.as_str()), Some(goal))
+        );
+    }
+}
