@@ -118,6 +118,10 @@ pub struct Config {
     /// `PASSWORD_HASH_WAIT_MS`: how long a login waits for a free hashing slot before it is
     /// answered 503 `busy` with `Retry-After`; default 2000.
     pub password_hash_wait: Duration,
+    /// `HEADER_READ_TIMEOUT_SECONDS` (default 10), `REQUEST_TIMEOUT_SECONDS` (30),
+    /// `MAX_CONCURRENT_REQUESTS` (256) and `SHUTDOWN_GRACE_SECONDS` (20): see
+    /// [`crate::server`].
+    pub server: crate::server::ServerLimits,
 }
 
 impl Default for Config {
@@ -139,6 +143,7 @@ impl Default for Config {
             cache_tls_ca_file: None,
             password_hash_concurrency: std::thread::available_parallelism().map_or(2, usize::from),
             password_hash_wait: Duration::from_secs(2),
+            server: crate::server::ServerLimits::default(),
         }
     }
 }
@@ -231,6 +236,7 @@ impl Config {
             .unwrap_or(defaults.password_hash_concurrency),
             password_hash_wait: parse(&var, "PASSWORD_HASH_WAIT_MS", "milliseconds such as 2000")?
                 .map_or(defaults.password_hash_wait, Duration::from_millis),
+            server: server_limits(&var, defaults.server)?,
         })
     }
 
@@ -244,11 +250,41 @@ impl Config {
         }
     }
 
+    /// The server's bounds.
+    #[must_use]
+    pub fn server_limits(&self) -> crate::server::ServerLimits {
+        self.server
+    }
+
     /// Whether this is a production deployment.
     #[must_use]
     pub fn is_production(&self) -> bool {
         self.environment == Environment::Production
     }
+}
+
+/// The server's bounds; zero or unset keeps a default.
+fn server_limits(
+    var: &impl Fn(&str) -> Option<String>,
+    defaults: crate::server::ServerLimits,
+) -> anyhow::Result<crate::server::ServerLimits> {
+    let seconds = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+        Ok(parse::<u64>(var, name, "seconds such as 30")?
+            .filter(|s| *s > 0)
+            .map_or(default, Duration::from_secs))
+    };
+    Ok(crate::server::ServerLimits {
+        header_read_timeout: seconds("HEADER_READ_TIMEOUT_SECONDS", defaults.header_read_timeout)?,
+        request_timeout: seconds("REQUEST_TIMEOUT_SECONDS", defaults.request_timeout)?,
+        max_concurrent_requests: parse::<usize>(
+            var,
+            "MAX_CONCURRENT_REQUESTS",
+            "a number such as 256",
+        )?
+        .filter(|n| *n > 0)
+        .unwrap_or(defaults.max_concurrent_requests),
+        shutdown_grace: seconds("SHUTDOWN_GRACE_SECONDS", defaults.shutdown_grace)?,
+    })
 }
 
 /// `CACHE_TLS_CA_FILE`, checked against `CACHE_URL`.
