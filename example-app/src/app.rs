@@ -59,6 +59,7 @@ impl AppState {
     /// # Errors
     /// An unreachable database or cache, or a failed migration.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
+        config.check_for_serving()?;
         // Before the cache, so that its metric handles register with the recorder.
         let _ = telemetry::prometheus();
         let db = Database::connect(&config.database_url, config.database_max_connections).await?;

@@ -169,8 +169,10 @@ impl Config {
     /// ```
     /// use calories_app::Config;
     /// let vars = [("APP_ENV", "production")];
-    /// let err = Config::from_lookup(|n| vars.iter().find(|v| v.0 == n).map(|v| v.1.to_owned()))
-    ///     .unwrap_err();
+    /// let config = Config::from_lookup(|n| vars.iter().find(|v| v.0 == n).map(|v| v.1.to_owned()))
+    ///     .unwrap();
+    /// // `migrate` needs no JWT_SECRET; serving does.
+    /// let err = config.check_for_serving().unwrap_err();
     /// assert!(err.to_string().contains("JWT_SECRET"));
     /// ```
     ///
@@ -185,9 +187,6 @@ impl Config {
             Some(other) => bail!("APP_ENV {other:?}: expected \"development\" or \"production\""),
         };
         let jwt_secret = var("JWT_SECRET").unwrap_or(defaults.jwt_secret);
-        if environment == Environment::Production {
-            check_production_secret(&jwt_secret)?;
-        }
         Ok(Self {
             environment,
             bind_addr: parse(&var, "BIND_ADDR", "an address such as 0.0.0.0:8000")?
@@ -238,6 +237,19 @@ impl Config {
                 .map_or(defaults.password_hash_wait, Duration::from_millis),
             server: server_limits(&var, defaults.server)?,
         })
+    }
+
+    /// What serving needs beyond what every command needs: in production, a real
+    /// `JWT_SECRET` (see [`check_production_secret`]). `migrate` and `seed` do not sign tokens,
+    /// so their containers are not given the secret.
+    ///
+    /// # Errors
+    /// Production with a missing, placeholder or weak `JWT_SECRET`.
+    pub fn check_for_serving(&self) -> anyhow::Result<()> {
+        if self.is_production() {
+            check_production_secret(&self.jwt_secret)?;
+        }
+        Ok(())
     }
 
     /// The limits of the rate limiter.
@@ -340,7 +352,10 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
-        Config::from_lookup(|n| vars.iter().find(|v| v.0 == n).map(|v| v.1.to_owned()))
+        let config =
+            Config::from_lookup(|n| vars.iter().find(|v| v.0 == n).map(|v| v.1.to_owned()))?;
+        config.check_for_serving()?;
+        Ok(config)
     }
 
     #[test]

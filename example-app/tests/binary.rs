@@ -343,3 +343,27 @@ async fn seed_refuses_a_production_environment_and_writes_nothing() {
     // Refused before connecting: not even the database file was made.
     assert!(!dir.path().join("data/calories.db").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_in_production_needs_no_jwt_secret_but_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    // The migrate container of docker-compose.yml and k8s-example gets no JWT_SECRET.
+    let out = command(dir.path(), "127.0.0.1:9".parse().unwrap())
+        .env("APP_ENV", "production")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("data/calories.db").exists());
+    let out = command(dir.path(), "127.0.0.1:9".parse().unwrap())
+        .env("APP_ENV", "production")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET"));
+}

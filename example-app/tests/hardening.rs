@@ -265,3 +265,92 @@ async fn concurrent_patches_of_different_fields_both_land(stack: Stack) {
         );
     }
 }
+
+/// The ACL rules of the app's Redis user in a deploy file: the words of its `acl_rules='..'`
+/// line and of the `acl_rules="$acl_rules .."` lines that extend it.
+fn acl_rules(file: &str) -> String {
+    let words: Vec<&str> = file
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("acl_rules="))
+        .flat_map(|r| r.trim_matches(|c| c == '\'' || c == '"').split_whitespace())
+        .filter(|w| !w.ends_with("acl_rules"))
+        .collect();
+    assert!(words.len() > 10, "no acl_rules lines");
+    words.join(" ")
+}
+
+/// The Redis user of docker-compose.yml and k8s-example (the same rules in both) runs
+/// everything the app does, two replicas with local tiers included, without one denied command
+/// (Redis's `ACL LOG` stays empty: the cache swallows errors, so a denied command would
+/// otherwise go unseen), and cannot run what the app never needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_files_redis_acl_user_runs_the_app_and_nothing_more() {
+    let compose = include_str!("../docker-compose.yml");
+    let k8s = include_str!("../../k8s-example/base/redis.yaml");
+    let rules = acl_rules(compose);
+    assert_eq!(rules, acl_rules(k8s), "compose and Kubernetes disagree");
+
+    let redis = support::RedisServer::start();
+    let mut admin = redis.connection();
+    let mut setuser = redis::cmd("ACL");
+    setuser
+        .arg("SETUSER")
+        .arg("calories")
+        .arg("on")
+        .arg(">acl-test-password");
+    for rule in rules.split_whitespace() {
+        setuser.arg(rule);
+    }
+    let () = setuser.query(&mut admin).unwrap();
+    let url = format!(
+        "redis://calories:acl-test-password@127.0.0.1:{}/0",
+        redis.port()
+    );
+    let a = TestApp::start_with(Stack::MariaDbRedis, |c| {
+        c.cache_url = Some(url.clone());
+        c.cache_local_tier = Some((1000, std::time::Duration::from_secs(60)));
+    })
+    .await;
+    let b = a.replica().await;
+    let (token, _) = a.register("acl@example.com").await;
+    for app in [&a, &b] {
+        assert_eq!(
+            app.get("/meals/daily", Some(&token)).await.json()["totals"]["calories"],
+            0
+        );
+        assert_eq!(
+            app.get("/stats", Some(&token)).await.json()["logged_days"],
+            0
+        );
+        assert_eq!(app.get("/foods?q=egg", None).await.status, StatusCode::OK);
+    }
+    a.add_meal(&token, json!({"name": "Curry", "calories": 700}))
+        .await;
+    a.patch("/users/me", Some(&token), json!({"daily_goal": 2500}))
+        .await;
+    // B's local tier hears A's invalidations over Pub/Sub.
+    let arrived = support::eventually(std::time::Duration::from_secs(5), || async {
+        let day = b.get("/meals/daily", Some(&token)).await.json();
+        let stats = b.get("/stats", Some(&token)).await.json();
+        day["totals"]["calories"] == 700 && day["remaining"] == 1800 && stats["logged_days"] == 1
+    })
+    .await;
+    assert!(arrived, "B never saw A's writes");
+
+    let denied: Vec<redis::Value> = redis::cmd("ACL").arg("LOG").query(&mut admin).unwrap();
+    assert!(denied.is_empty(), "the app ran denied commands: {denied:?}");
+    let keys: u64 = redis::cmd("DBSIZE").query(&mut admin).unwrap();
+    assert!(keys > 2, "the cache stored nothing ({keys} keys)");
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut as_app = client.get_connection().unwrap();
+    for cmd in [
+        redis::cmd("FLUSHALL"),
+        redis::cmd("KEYS").arg("*").clone(),
+        redis::cmd("CONFIG").arg("GET").arg("*").clone(),
+        redis::cmd("GET").arg("someone-else:key").clone(),
+    ] {
+        let err = cmd.query::<redis::Value>(&mut as_app).unwrap_err();
+        assert!(err.to_string().contains("no permissions"), "{err}");
+    }
+}
