@@ -35,7 +35,7 @@ trap cleanup EXIT
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 base="http://127.0.0.1:$port"
 (cd "$work" && exec env -u DATABASE_URL -u CACHE_URL -u APP_ENV \
-    BIND_ADDR="127.0.0.1:$port" RATE_LIMIT_PER_MINUTE=10000000 RATE_LIMIT_ANON_PER_MINUTE=10000000 \
+    BIND_ADDR="127.0.0.1:$port" RATE_LIMIT_PER_MINUTE=10000000 RATE_LIMIT_ANON_PER_MINUTE=10000000 RATE_LIMIT_AUTH_PER_MINUTE=10000000 \
     RUST_LOG=warn PHOTO_DIR="$work/photos" "$bin" >"$work/app.log" 2>&1) &
 pid=$!
 for _ in $(seq 1 300); do

@@ -106,6 +106,10 @@ pub struct Config {
     /// `RATE_LIMIT_AUTH_PER_MINUTE`: login and registration attempts per client IP (IPv6: per
     /// /64) and, separately, per target email, per minute, whatever token they carry; default 10.
     pub rate_limit_auth_per_minute: u32,
+    /// `UPLOADS_PER_MINUTE`: photo uploads per user per minute; default 10.
+    pub uploads_per_minute: u32,
+    /// `PHOTO_QUOTA_BYTES`: the photo storage each user may fill; default 100 MiB.
+    pub photo_quota_bytes: u64,
     /// `TRUST_FORWARDED_FOR`: take the client IP from `X-Forwarded-For` (behind an ingress).
     pub trust_forwarded_for: bool,
     /// `CACHE_TLS_CA_FILE`: a PEM file of the CA certificates to trust for a `rediss://` (or
@@ -139,6 +143,8 @@ impl Default for Config {
             rate_limit_per_minute: 300,
             rate_limit_anon_per_minute: 60,
             rate_limit_auth_per_minute: 10,
+            uploads_per_minute: 10,
+            photo_quota_bytes: 100 * 1024 * 1024,
             trust_forwarded_for: false,
             cache_tls_ca_file: None,
             password_hash_concurrency: std::thread::available_parallelism().map_or(2, usize::from),
@@ -223,6 +229,11 @@ impl Config {
             )?
             .filter(|n| *n > 0)
             .unwrap_or(defaults.rate_limit_auth_per_minute),
+            uploads_per_minute: parse(&var, "UPLOADS_PER_MINUTE", "uploads per minute")?
+                .filter(|n| *n > 0)
+                .unwrap_or(defaults.uploads_per_minute),
+            photo_quota_bytes: parse(&var, "PHOTO_QUOTA_BYTES", "bytes such as 104857600")?
+                .unwrap_or(defaults.photo_quota_bytes),
             trust_forwarded_for: parse(&var, "TRUST_FORWARDED_FOR", "true or false")?
                 .unwrap_or(defaults.trust_forwarded_for),
             cache_tls_ca_file: cache_tls_ca_file(&var)?,
@@ -259,6 +270,7 @@ impl Config {
             per_user: self.rate_limit_per_minute,
             per_ip: self.rate_limit_anon_per_minute,
             per_auth: self.rate_limit_auth_per_minute,
+            per_upload: self.uploads_per_minute,
         }
     }
 

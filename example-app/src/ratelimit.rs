@@ -69,6 +69,8 @@ pub enum Client {
     AuthUnknown,
     /// A login or registration attempt for this (lower-cased) email, from anywhere.
     AuthEmail(String),
+    /// A photo upload by this user.
+    Upload(i64),
 }
 
 impl Client {
@@ -81,6 +83,7 @@ impl Client {
             Self::AuthIp(ip) => format!("calories:ratelimit:{{auth-ip:{ip}}}"),
             Self::AuthUnknown => "calories:ratelimit:{auth-ip:unknown}".to_owned(),
             // Emails may hold `{`, `}` and glob characters: hex keeps the key one plain token.
+            Self::Upload(id) => format!("calories:ratelimit:{{upload:{id}}}"),
             Self::AuthEmail(email) => {
                 let hex: String = email.bytes().map(|b| format!("{b:02x}")).collect();
                 format!("calories:ratelimit:{{auth-email:{hex}}}")
@@ -98,6 +101,8 @@ pub struct Limits {
     pub per_ip: u32,
     /// Login and registration attempts per client IP, and per target email.
     pub per_auth: u32,
+    /// Photo uploads per user.
+    pub per_upload: u32,
 }
 
 impl Default for Limits {
@@ -106,6 +111,7 @@ impl Default for Limits {
             per_user: 300,
             per_ip: 60,
             per_auth: 10,
+            per_upload: 10,
         }
     }
 }
@@ -137,6 +143,7 @@ struct Local {
     users: Arc<DefaultKeyedRateLimiter<Client>>,
     anonymous: Arc<DefaultKeyedRateLimiter<Client>>,
     auth: Arc<DefaultKeyedRateLimiter<Client>>,
+    uploads: Arc<DefaultKeyedRateLimiter<Client>>,
     clock: DefaultClock,
 }
 
@@ -146,8 +153,9 @@ impl Local {
         let users = Arc::new(DefaultKeyedRateLimiter::keyed(quota(limits.per_user)));
         let anonymous = Arc::new(DefaultKeyedRateLimiter::keyed(quota(limits.per_ip)));
         let auth = Arc::new(DefaultKeyedRateLimiter::keyed(quota(limits.per_auth)));
+        let uploads = Arc::new(DefaultKeyedRateLimiter::keyed(quota(limits.per_upload)));
         // Forget clients idle for a full window, so the maps do not grow without bound.
-        let weak = [&users, &anonymous, &auth].map(Arc::downgrade);
+        let weak = [&users, &anonymous, &auth, &uploads].map(Arc::downgrade);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(WINDOW);
             loop {
@@ -164,6 +172,7 @@ impl Local {
             users,
             anonymous,
             auth,
+            uploads,
             clock: DefaultClock::default(),
         }
     }
@@ -172,7 +181,8 @@ impl Local {
         let limiter = match client {
             Client::User(_) => &self.users,
             Client::Ip(_) | Client::Unknown => &self.anonymous,
-            _ => &self.auth,
+            Client::Upload(_) => &self.uploads,
+            Client::AuthIp(_) | Client::AuthUnknown | Client::AuthEmail(_) => &self.auth,
         };
         limiter
             .check_key(client)
@@ -237,7 +247,8 @@ impl RateLimiter {
         let limit = match client {
             Client::User(_) => self.limits.per_user,
             Client::Ip(_) | Client::Unknown => self.limits.per_ip,
-            _ => self.limits.per_auth,
+            Client::Upload(_) => self.limits.per_upload,
+            Client::AuthIp(_) | Client::AuthUnknown | Client::AuthEmail(_) => self.limits.per_auth,
         };
         let Store::Redis {
             conn,

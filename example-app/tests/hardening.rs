@@ -23,6 +23,7 @@ both_stacks!(
     photos_are_served_as_images_only,
     spellings_of_one_food_search_share_one_cache_entry,
     concurrent_patches_of_different_fields_both_land,
+    photo_storage_is_capped_per_user_and_uploads_per_minute,
 );
 
 /// `POST path` with a JSON body from `ip`, with an optional bearer token.
@@ -353,4 +354,79 @@ async fn the_deploy_files_redis_acl_user_runs_the_app_and_nothing_more() {
         let err = cmd.query::<redis::Value>(&mut as_app).unwrap_err();
         assert!(err.to_string().contains("no permissions"), "{err}");
     }
+}
+
+async fn upload_photo(app: &TestApp, token: &str, image: &[u8]) -> Resp {
+    let (content_type, body) = support::multipart(&[
+        ("photo", Some("a.png"), image),
+        ("name", None, b"Toast"),
+        ("calories", None, b"300"),
+    ]);
+    app.call(
+        Method::POST,
+        "/meals/upload",
+        Some(token),
+        Some(&content_type),
+        body,
+    )
+    .await
+}
+
+/// Files in the photo folder, temporary ones included.
+fn photo_files(app: &TestApp) -> usize {
+    std::fs::read_dir(app.photo_dir()).map_or(0, |d| d.count())
+}
+
+async fn photo_storage_is_capped_per_user_and_uploads_per_minute(stack: Stack) {
+    let png = support::images::PNG;
+    // Room for exactly three photos.
+    let quota = 3 * png.len() as u64;
+    let app = TestApp::start_with(stack, |c| {
+        c.photo_quota_bytes = quota;
+        c.uploads_per_minute = 5;
+    })
+    .await;
+    let (token, _) = app.register("quota@example.com").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let resp = upload_photo(&app, &token, png).await;
+        assert_eq!(resp.status, StatusCode::CREATED);
+        ids.push(resp.json()["id"].as_i64().unwrap());
+    }
+    assert_eq!(photo_files(&app), 3);
+    let full = upload_photo(&app, &token, png).await;
+    assert_eq!(full.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(full.error_code(), "storage_quota_exceeded");
+    assert_eq!(photo_files(&app), 3, "a refused upload left a file");
+    // Another user has a quota of their own.
+    let (other, _) = app.register("quota-other@example.com").await;
+    assert_eq!(
+        upload_photo(&app, &other, png).await.status,
+        StatusCode::CREATED
+    );
+    // Deleting a meal frees its photo's bytes.
+    let deleted = app
+        .delete(&format!("/meals/{}", ids[0]), Some(&token))
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        upload_photo(&app, &token, png).await.status,
+        StatusCode::CREATED
+    );
+    // Five uploads a minute: the sixth of this user is refused before its body is read.
+    let sixth = upload_photo(&app, &token, png).await;
+    assert_eq!(sixth.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(sixth.error_code(), "rate_limited");
+    // An oversize photo is cut off while streaming and leaves no partial file behind.
+    let (big_owner, _) = app.register("quota-big@example.com").await;
+    let mut big = png.to_vec();
+    big.resize(calories_app::photos::MAX_PHOTO_BYTES + 1, 0);
+    let before = photo_files(&app);
+    let too_big = upload_photo(&app, &big_owner, &big).await;
+    assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        photo_files(&app),
+        before,
+        "a partial upload was left behind"
+    );
 }

@@ -116,6 +116,7 @@ impl TestApp {
             rate_limit_per_minute: 10_000,
             rate_limit_anon_per_minute: 10_000,
             rate_limit_auth_per_minute: 10_000,
+            uploads_per_minute: 10_000,
             database_max_connections: 5,
             ..Config::default()
         };
