@@ -88,9 +88,13 @@ impl AppState {
             None => cache,
         };
         let cache = cache.build().await?;
-        // Shared by the replicas on whatever Redis the cache uses (single, TLS or cluster);
-        // in-process with the memory cache or none.
-        let limiter = match config.cache_url.as_deref() {
+        // Shared by the replicas on RATE_LIMIT_URL or else the cache's Redis (single, TLS or
+        // cluster); in-process with the memory cache or none.
+        let limiter_url = config
+            .rate_limit_url
+            .as_deref()
+            .or(config.cache_url.as_deref());
+        let limiter = match limiter_url {
             Some(url) if url.starts_with("redis") => {
                 let conn = SharedRedis::connect(url, tls_roots.as_deref()).await?;
                 RateLimiter::redis(conn, config.limits())

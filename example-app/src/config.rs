@@ -106,6 +106,11 @@ pub struct Config {
     /// `RATE_LIMIT_AUTH_PER_MINUTE`: login and registration attempts per client IP (IPv6: per
     /// /64) and, separately, per target email, per minute, whatever token they carry; default 10.
     pub rate_limit_auth_per_minute: u32,
+    /// `RATE_LIMIT_URL`: the Redis of the rate limiter's counters, any form `CACHE_URL` takes;
+    /// default `CACHE_URL`. A cache Redis evicts keys under memory pressure (allkeys-lru), and an
+    /// evicted counter is a reset limit: point this at a Redis with `maxmemory-policy
+    /// noeviction` so that cache pressure cannot reset a client's budget.
+    pub rate_limit_url: Option<String>,
     /// `UPLOADS_PER_MINUTE`: photo uploads per user per minute; default 10.
     pub uploads_per_minute: u32,
     /// `PHOTO_QUOTA_BYTES`: the photo storage each user may fill; default 100 MiB.
@@ -143,6 +148,7 @@ impl Default for Config {
             rate_limit_per_minute: 300,
             rate_limit_anon_per_minute: 60,
             rate_limit_auth_per_minute: 10,
+            rate_limit_url: None,
             uploads_per_minute: 10,
             photo_quota_bytes: 100 * 1024 * 1024,
             trust_forwarded_for: false,
@@ -229,6 +235,7 @@ impl Config {
             )?
             .filter(|n| *n > 0)
             .unwrap_or(defaults.rate_limit_auth_per_minute),
+            rate_limit_url: var("RATE_LIMIT_URL"),
             uploads_per_minute: parse(&var, "UPLOADS_PER_MINUTE", "uploads per minute")?
                 .filter(|n| *n > 0)
                 .unwrap_or(defaults.uploads_per_minute),

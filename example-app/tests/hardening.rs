@@ -430,3 +430,75 @@ async fn photo_storage_is_capped_per_user_and_uploads_per_minute(stack: Stack) {
         "a partial upload was left behind"
     );
 }
+
+/// With RATE_LIMIT_URL on a Redis of its own (noeviction), filling the cache's Redis far past
+/// its maxmemory (allkeys-lru, as deployed) evicts cache entries but cannot reset a client's
+/// budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_pressure_cannot_evict_the_rate_limit_counters() {
+    let limits = support::RedisServer::start();
+    let mut limits_admin = limits.connection();
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(&mut limits_admin)
+        .unwrap();
+    let app = TestApp::start_with(Stack::MariaDbRedis, |c| {
+        c.rate_limit_url = Some(limits.url());
+        c.rate_limit_anon_per_minute = 3;
+    })
+    .await;
+    for _ in 0..2 {
+        assert_eq!(app.get("/foods?q=egg", None).await.status, StatusCode::OK);
+    }
+    let key = "calories:ratelimit:{ip:unknown}";
+    let count: i64 = redis::cmd("GET").arg(key).query(&mut limits_admin).unwrap();
+    assert_eq!(count, 2, "the counter is not on RATE_LIMIT_URL's Redis");
+
+    // The cache's Redis under pressure: 2 MiB of room above what it uses now, 8 MiB written.
+    let mut cache_admin = app.redis().unwrap().connection();
+    let memory: String = redis::cmd("INFO")
+        .arg("memory")
+        .query(&mut cache_admin)
+        .unwrap();
+    let used: u64 = memory
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(used + 2 * 1024 * 1024)
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query(&mut cache_admin)
+        .unwrap();
+    let filler = vec![b'x'; 16 * 1024];
+    for i in 0..512 {
+        let () = redis::cmd("SET")
+            .arg(format!("calories:filler:{i}"))
+            .arg(&filler)
+            .query(&mut cache_admin)
+            .unwrap();
+    }
+    let evicted: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut cache_admin)
+        .unwrap();
+    assert!(
+        evicted
+            .lines()
+            .any(|l| l.starts_with("evicted_keys:") && l != "evicted_keys:0"),
+        "the cache's Redis evicted nothing"
+    );
+
+    assert_eq!(app.get("/foods?q=egg", None).await.status, StatusCode::OK);
+    let resp = app.get("/foods?q=egg", None).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the budget was reset"
+    );
+}
