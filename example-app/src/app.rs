@@ -21,6 +21,7 @@ use crate::db::Database;
 use crate::nocache::NoCache;
 use crate::ratelimit::RateLimiter;
 use crate::redis_conn::SharedRedis;
+use crate::sessions::Sessions;
 use crate::{
     auth, error, foods, health, meals, openapi, ratelimit, security, stats, telemetry, users,
 };
@@ -43,6 +44,8 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// The bound on concurrent password hashing.
     pub hashing: PasswordHashing,
+    /// Sessions, refresh tokens and the revocation list.
+    pub sessions: Sessions,
     /// When the process started.
     pub started: Instant,
 }
@@ -101,6 +104,14 @@ impl AppState {
             }
             _ => RateLimiter::local(config.limits()),
         };
+        // Sessions live beside the limiter's counters: a Redis that does not evict them.
+        let sessions = match limiter_url {
+            Some(url) if url.starts_with("redis") => {
+                let conn = SharedRedis::connect(url, tls_roots.as_deref()).await?;
+                Sessions::redis(conn, config.refresh_ttl, config.jwt_ttl)
+            }
+            _ => Sessions::memory(config.refresh_ttl, config.jwt_ttl),
+        };
         let hashing =
             PasswordHashing::new(config.password_hash_concurrency, config.password_hash_wait);
         Ok(Self {
@@ -110,6 +121,7 @@ impl AppState {
             config: Arc::new(config),
             limiter,
             hashing,
+            sessions,
             started: Instant::now(),
         })
     }
@@ -128,6 +140,14 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/logout-all", post(auth::logout_all))
+        .route("/auth/sessions", get(auth::list_sessions))
+        .route(
+            "/auth/sessions/{id}",
+            axum::routing::delete(auth::delete_session),
+        )
         .route("/users/me", get(users::me).patch(users::update_me))
         .route("/meals", get(meals::list).post(meals::create))
         .route(

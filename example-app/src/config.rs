@@ -95,8 +95,12 @@ pub struct Config {
     pub cache_local_tier: Option<(u64, Duration)>,
     /// `JWT_SECRET`: the HS256 key for access tokens.
     pub jwt_secret: String,
-    /// `JWT_TTL_SECONDS`: how long an access token is valid; default one hour.
+    /// `JWT_TTL_SECONDS`: how long an access token is valid; default 15 minutes (a refresh
+    /// token renews it).
     pub jwt_ttl: Duration,
+    /// `REFRESH_TTL_SECONDS`: how long a session (and its refresh token) lasts unused; default
+    /// 30 days.
+    pub refresh_ttl: Duration,
     /// `PHOTO_DIR`: where meal photos are stored; default `./data/photos`.
     pub photo_dir: PathBuf,
     /// `RATE_LIMIT_PER_MINUTE`: requests per signed-in user per minute; default 300.
@@ -143,7 +147,8 @@ impl Default for Config {
             cache_url: None,
             cache_local_tier: None,
             jwt_secret: DEV_JWT_SECRET.to_owned(),
-            jwt_ttl: Duration::from_secs(3600),
+            jwt_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             photo_dir: PathBuf::from("data/photos"),
             rate_limit_per_minute: 300,
             rate_limit_anon_per_minute: 60,
@@ -217,6 +222,9 @@ impl Config {
             jwt_ttl: parse(&var, "JWT_TTL_SECONDS", "seconds such as 3600")?
                 .filter(|s| *s > 0)
                 .map_or(defaults.jwt_ttl, Duration::from_secs),
+            refresh_ttl: parse(&var, "REFRESH_TTL_SECONDS", "seconds such as 2592000")?
+                .filter(|s| *s > 0)
+                .map_or(defaults.refresh_ttl, Duration::from_secs),
             photo_dir: var("PHOTO_DIR").map_or(defaults.photo_dir, PathBuf::from),
             rate_limit_per_minute: parse(&var, "RATE_LIMIT_PER_MINUTE", "requests per minute")?
                 .filter(|n| *n > 0)

@@ -133,6 +133,13 @@ impl ApiError {
         err
     }
 
+    /// The same error with a `Retry-After` header.
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
     /// The HTTP status.
     #[must_use]
     pub fn status(&self) -> StatusCode {

@@ -36,6 +36,7 @@ pub mod redis_conn;
 pub mod security;
 pub mod seed;
 pub mod server;
+pub mod sessions;
 pub mod stats;
 pub mod telemetry;
 pub mod users;

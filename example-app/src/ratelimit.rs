@@ -31,7 +31,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::app::AppState;
-use crate::auth::{AuthUser, bearer_token};
+use crate::auth::{AuthUser, authenticate, bearer_token};
 use crate::error::ApiError;
 use crate::redis_conn::SharedRedis;
 
@@ -316,23 +316,26 @@ impl RateLimiter {
 /// The middleware: counts the request against its user or IP, or answers 429.
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
-    let client = client_of(&state, &parts);
+    let (client, user) = client_of(&state, &parts);
     if let Err(wait) = state.limiter.check(&client).await {
         metrics::counter!("http_rate_limited_total").increment(1);
         return ApiError::rate_limited(wait).into_response();
     }
-    if let Client::User(id) = client {
+    if let Some(user) = user {
         // Verified here; the `AuthUser` extractor reuses it rather than checking the token again.
-        parts.extensions.insert(AuthUser { id });
+        parts.extensions.insert(user);
     }
     next.run(Request::from_parts(parts, body)).await
 }
 
-fn client_of(state: &AppState, parts: &Parts) -> Client {
-    if let Some(id) = bearer_token(parts).and_then(|t| state.jwt.verify(t).ok()) {
-        return Client::User(id);
+fn client_of(state: &AppState, parts: &Parts) -> (Client, Option<AuthUser>) {
+    if let Some(user) = bearer_token(parts).and_then(|t| authenticate(state, t).ok()) {
+        return (Client::User(user.id), Some(user));
     }
-    client_ip(state, parts).map_or(Client::Unknown, Client::Ip)
+    (
+        client_ip(state, parts).map_or(Client::Unknown, Client::Ip),
+        None,
+    )
 }
 
 /// The client's address as the limiter counts it: from `X-Forwarded-For` behind a trusted

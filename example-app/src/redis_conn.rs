@@ -103,6 +103,19 @@ impl SharedRedis {
     }
 }
 
+impl SharedRedis {
+    /// Runs one command; on a cluster, on the master of its key's slot.
+    ///
+    /// # Errors
+    /// What Redis or the connection says.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            Self::Server(connection) => cmd.query_async(&mut connection.clone()).await,
+            Self::Cluster(connection) => cmd.query_async(&mut connection.clone()).await,
+        }
+    }
+}
+
 /// The seeds of a cluster URL as one `redis://` (or `rediss://`) URL each; `None` for a URL
 /// that is not a cluster URL.
 ///

@@ -337,6 +337,33 @@ async fn the_deploy_files_redis_acl_user_runs_the_app_and_nothing_more() {
     })
     .await;
     assert!(arrived, "B never saw A's writes");
+    // Sessions: a refresh (the rotation script) and a logout (the revocation list), seen by B.
+    let body = json!({"email": "acl@example.com", "password": "correct horse battery"});
+    let pair = a.post("/auth/login", None, body).await.json();
+    let rotated = a
+        .post(
+            "/auth/refresh",
+            None,
+            json!({"refresh_token": pair["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    let session_token = rotated.json()["access_token"].as_str().unwrap().to_owned();
+    let out = a
+        .call(
+            Method::POST,
+            "/auth/logout",
+            Some(&session_token),
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    let refused = support::eventually(std::time::Duration::from_secs(5), || async {
+        b.get("/users/me", Some(&session_token)).await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert!(refused, "B still accepts the logged-out token");
 
     let denied: Vec<redis::Value> = redis::cmd("ACL").arg("LOG").query(&mut admin).unwrap();
     assert!(denied.is_empty(), "the app ran denied commands: {denied:?}");
