@@ -513,13 +513,7 @@ pub async fn daily(
         Some(raw) => validate::date("date", raw)?,
         None => profile.today(),
     };
-    // A day read often is reloaded in the background after 80% of its hour, so it never
-    // expires under its readers.
-    let expiry = Expiry::new(DAILY_TTL)
-        .stale(DAILY_STALE)
-        .soft_timeout(DAILY_SOFT_TIMEOUT)
-        .refresh_ahead(0.8)
-        .tags([cached::user_tag(user.id)]);
+    let expiry = daily_expiry(user.id, date);
     let loader = {
         let state = state.clone();
         move || {
@@ -532,6 +526,18 @@ pub async fn daily(
         .get_or_refresh(cached::daily(user.id, date), expiry, loader)
         .await?;
     Ok(Json(summary))
+}
+
+/// How `GET /meals/daily` caches one user's day: an hour, an hour's stale window, a soft
+/// timeout, refreshed ahead after 80% of its hour (so a day in use never expires under its
+/// readers), and tagged with the user and the day (see [`cached::day_tag`]).
+#[must_use]
+pub fn daily_expiry(user: i64, date: NaiveDate) -> Expiry {
+    Expiry::new(DAILY_TTL)
+        .stale(DAILY_STALE)
+        .soft_timeout(DAILY_SOFT_TIMEOUT)
+        .refresh_ahead(0.8)
+        .tags([cached::user_tag(user), cached::day_tag(user, date)])
 }
 
 async fn load_day(

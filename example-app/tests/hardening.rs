@@ -24,6 +24,7 @@ both_stacks!(
     spellings_of_one_food_search_share_one_cache_entry,
     concurrent_patches_of_different_fields_both_land,
     photo_storage_is_capped_per_user_and_uploads_per_minute,
+    a_day_loaded_before_a_meal_write_is_not_served_after_it,
 );
 
 /// `POST path` with a JSON body from `ip`, with an optional bearer token.
@@ -527,5 +528,57 @@ async fn cache_pressure_cannot_evict_the_rate_limit_counters() {
         resp.status,
         StatusCode::TOO_MANY_REQUESTS,
         "the budget was reset"
+    );
+}
+
+/// The cache-aside race (issue 17, point 5): a read of the day whose load began before a meal
+/// write and stores its (old) day after the write's invalidation. The load here is the app's
+/// own read-through, with the handler's expiry, held between "loaded" and "store" while the
+/// write happens over HTTP. Invalidating through the day's tag makes that late store a miss.
+async fn a_day_loaded_before_a_meal_write_is_not_served_after_it(stack: Stack) {
+    use calories_app::meals::{DailySummary, daily_expiry};
+    use std::sync::{Arc, Mutex};
+    use tokio::sync::oneshot;
+
+    let app = TestApp::start(stack).await;
+    let (token, id) = app.register("race@example.com").await;
+    let old: DailySummary =
+        serde_json::from_value(app.get("/meals/daily", Some(&token)).await.json()).unwrap();
+    assert_eq!(old.totals.calories, 0);
+    let date = old.date;
+    let key = calories_app::cached::daily(id, date);
+    app.state.cache.delete(&key).await.unwrap();
+
+    let (loading, loaded) = oneshot::channel::<()>();
+    let (release, released) = oneshot::channel::<()>();
+    let held = Arc::new(Mutex::new(Some((old, loading, released))));
+    let cache = app.state.cache.clone();
+    let reader = tokio::spawn(async move {
+        cache
+            .get_or_refresh(key, daily_expiry(id, date), move || {
+                let taken = held.lock().unwrap().take();
+                async move {
+                    let (old, loading, released) = taken.expect("one load");
+                    let _ = loading.send(());
+                    let _ = released.await;
+                    Ok::<_, calories_app::ApiError>(old)
+                }
+            })
+            .await
+    });
+    loaded.await.unwrap();
+    app.add_meal(&token, json!({"name": "Curry", "calories": 700}))
+        .await;
+    release.send(()).unwrap();
+    let stale = reader.await.unwrap().unwrap();
+    assert_eq!(
+        stale.totals.calories, 0,
+        "the held read returns what it loaded"
+    );
+
+    let day = app.get("/meals/daily", Some(&token)).await.json();
+    assert_eq!(
+        day["totals"]["calories"], 700,
+        "the day loaded before the write was served after it"
     );
 }
