@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
@@ -13,12 +15,16 @@ use cache_core::Cache;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::JwtKeys;
+use crate::auth::{JwtKeys, PasswordHashing};
 use crate::config::Config;
 use crate::db::Database;
 use crate::nocache::NoCache;
 use crate::ratelimit::RateLimiter;
-use crate::{auth, error, foods, health, meals, openapi, ratelimit, stats, telemetry, users};
+use crate::redis_conn::SharedRedis;
+use crate::sessions::Sessions;
+use crate::{
+    auth, error, foods, health, meals, openapi, ratelimit, security, stats, telemetry, users,
+};
 
 /// The largest JSON body accepted.
 pub const MAX_JSON_BYTES: usize = 64 * 1024;
@@ -36,6 +42,10 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     /// Per-user and per-IP limits.
     pub limiter: RateLimiter,
+    /// The bound on concurrent password hashing.
+    pub hashing: PasswordHashing,
+    /// Sessions, refresh tokens and the revocation list.
+    pub sessions: Sessions,
     /// When the process started.
     pub started: Instant,
 }
@@ -52,40 +62,66 @@ impl AppState {
     /// # Errors
     /// An unreachable database or cache, or a failed migration.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
+        config.check_for_serving()?;
         // Before the cache, so that its metric handles register with the recorder.
         let _ = telemetry::prometheus();
         let db = Database::connect(&config.database_url, config.database_max_connections).await?;
+        let tls_roots = match &config.cache_tls_ca_file {
+            Some(file) => Some(std::fs::read(file).with_context(|| {
+                format!(
+                    "CACHE_TLS_CA_FILE {}: cannot read it; point it at the PEM file of the CA \
+                     that signed Redis's certificate",
+                    file.display()
+                )
+            })?),
+            None => None,
+        };
         let cache = Cache::builder().namespace("calories");
         let cache = match config.cache_url.as_deref() {
             None => cache,
             Some("none") => cache.backend(NoCache),
             Some(url) => cache.url(url),
         };
+        let cache = match &tls_roots {
+            Some(pem) => cache.tls_root_certificates(pem.clone()),
+            None => cache,
+        };
         let cache = match config.cache_local_tier {
             Some((capacity, ttl)) => cache.local_tier(capacity, ttl),
             None => cache,
         };
         let cache = cache.build().await?;
-        let limiter = match config.cache_url.as_deref() {
-            Some(url) if url != "none" => {
-                RateLimiter::redis(
-                    url,
-                    config.rate_limit_per_minute,
-                    config.rate_limit_anon_per_minute,
-                )
-                .await?
+        // Shared by the replicas on RATE_LIMIT_URL or else the cache's Redis (single, TLS or
+        // cluster); in-process with the memory cache or none.
+        let limiter_url = config
+            .rate_limit_url
+            .as_deref()
+            .or(config.cache_url.as_deref());
+        let limiter = match limiter_url {
+            Some(url) if url.starts_with("redis") => {
+                let conn = SharedRedis::connect(url, tls_roots.as_deref()).await?;
+                RateLimiter::redis(conn, config.limits())
             }
-            _ => RateLimiter::local(
-                config.rate_limit_per_minute,
-                config.rate_limit_anon_per_minute,
-            ),
+            _ => RateLimiter::local(config.limits()),
         };
+        // Sessions live beside the limiter's counters: a Redis that does not evict them.
+        let sessions = match limiter_url {
+            Some(url) if url.starts_with("redis") => {
+                let conn = SharedRedis::connect(url, tls_roots.as_deref()).await?;
+                Sessions::redis(conn, config.refresh_ttl, config.jwt_ttl)
+            }
+            _ => Sessions::memory(config.refresh_ttl, config.jwt_ttl),
+        };
+        let hashing =
+            PasswordHashing::new(config.password_hash_concurrency, config.password_hash_wait);
         Ok(Self {
             db,
             cache,
             jwt: Arc::new(JwtKeys::new(&config.jwt_secret, config.jwt_ttl)),
             config: Arc::new(config),
             limiter,
+            hashing,
+            sessions,
             started: Instant::now(),
         })
     }
@@ -98,10 +134,20 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let foods = Router::new()
         .route("/foods", get(foods::search))
-        .layer(HttpCacheLayer::new(state.cache.clone()).max_body_bytes(512 * 1024));
+        .layer(HttpCacheLayer::new(state.cache.clone()).max_body_bytes(512 * 1024))
+        // Outside the cache: the cache only ever sees the canonical URI of a valid query.
+        .layer(middleware::from_fn(foods::canonical_query));
     let api = Router::new()
         .route("/auth/register", post(auth::register))
         .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/logout-all", post(auth::logout_all))
+        .route("/auth/sessions", get(auth::list_sessions))
+        .route(
+            "/auth/sessions/{id}",
+            axum::routing::delete(auth::delete_session),
+        )
         .route("/users/me", get(users::me).patch(users::update_me))
         .route("/meals", get(meals::list).post(meals::create))
         .route(
@@ -135,5 +181,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(error::panic_response))
+        // Outermost, so that errors and panics get them too.
+        .layer(middleware::from_fn(security::headers))
         .with_state(state)
 }

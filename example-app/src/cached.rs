@@ -4,7 +4,7 @@
 //! | key | holds | TTL | tags | dropped by |
 //! |---|---|---|---|---|
 //! | `profile:{user}` | `GET /users/me` | 10 min | | `PATCH /users/me` (delete) |
-//! | `daily:{user}:{date}` | `GET /meals/daily` for one local day | 1 h | `user:{user}` | a meal written or deleted on that day (delete); `PATCH /users/me` (tag `user:{user}`) |
+//! | `daily:{user}:{date}` | `GET /meals/daily` for one local day | 1 h | `user:{user}`, `day:{user}:{date}` | a meal written or deleted on that day (delete and tag `day:{user}:{date}`); `PATCH /users/me` (tag `user:{user}`) |
 //! | `user_stats:{user}:{days}:{today}` | `GET /stats` (`#[cache_result]`) | 30 min | `user:{user}`, `stats:{user}` | any meal write (tag `stats:{user}`); `PATCH /users/me` (tag `user:{user}`) |
 //! | `http:..` | `GET /foods` responses (the HTTP layer) | `max-age` | | never written by users |
 //!
@@ -48,6 +48,16 @@ pub fn user_tag(user: i64) -> String {
     format!("user:{user}")
 }
 
+/// The tag of one user's day: invalidated with the day's key on every meal write, because a tag
+/// closes the cache-aside race a key delete leaves open. A read-through records its tags'
+/// versions *before* its loader runs, so a load that began before a write and stores after the
+/// write's invalidation stores a value that is already a miss; a delete alone would let that
+/// old day stand for up to its hour.
+#[must_use]
+pub fn day_tag(user: i64, date: NaiveDate) -> String {
+    format!("day:{user}:{date}")
+}
+
 /// The tag of one user's stats.
 #[must_use]
 pub fn stats_tag(user: i64) -> String {
@@ -56,7 +66,9 @@ pub fn stats_tag(user: i64) -> String {
 
 /// After a meal on `date` was written or deleted: that day and every stat of the user.
 pub async fn forget_meal_day(cache: &Cache, user: i64, date: NaiveDate) {
+    // The delete also drops the stale window; the tag closes the race (see `day_tag`).
     absorb(cache.delete(daily(user, date)).await.map(drop));
+    absorb(cache.invalidate_tag(day_tag(user, date)).await);
     absorb(cache.invalidate_tag(stats_tag(user)).await);
 }
 

@@ -11,8 +11,54 @@ use anyhow::{Context, bail};
 /// The JWT secret used when `JWT_SECRET` is unset: fine on a laptop, refused in production.
 pub const DEV_JWT_SECRET: &str = "dev-only-secret-do-not-use-in-production";
 
-/// The shortest `JWT_SECRET` accepted with `APP_ENV=production` (256 bits of HS256 key).
-pub const MIN_PRODUCTION_SECRET_LEN: usize = 32;
+/// The fewest bits of key a production `JWT_SECRET` must carry (HS256's 256).
+pub const MIN_PRODUCTION_SECRET_BITS: usize = 256;
+
+/// Placeholders of `env.prod.sample`, `k8s-example/secrets.yaml.example` and the docs: a copied
+/// template must not start, whatever its length.
+const PLACEHOLDER_MARKS: &[&str] = &["change_me", "changeme", "change-me", "placeholder"];
+
+/// Refuses a `JWT_SECRET` that a template or the docs hold, or that carries under
+/// [`MIN_PRODUCTION_SECRET_BITS`] by its encoded length: 4 bits a character for hex (what
+/// `openssl rand -hex` writes), 6 for base64, and at most 6 for anything else, since a secret a
+/// person typed has far less than the 6.6 bits of a random printable character.
+///
+/// ```
+/// use calories_app::config::check_production_secret;
+/// assert!(check_production_secret("CHANGE_ME_generate_with_openssl_rand_hex_32").is_err());
+/// assert!(check_production_secret(&"ab12".repeat(8)).is_err()); // 32 hex digits: 128 bits
+/// assert!(check_production_secret("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08").is_ok());
+/// ```
+///
+/// # Errors
+/// Which rule the secret breaks, and how to make a good one.
+pub fn check_production_secret(secret: &str) -> anyhow::Result<()> {
+    const HOW: &str = "set JWT_SECRET to the output of `openssl rand -hex 32` (or `openssl rand \
+                       -base64 48`); refusing to start in production";
+    let lower = secret.to_ascii_lowercase();
+    if secret == DEV_JWT_SECRET || PLACEHOLDER_MARKS.iter().any(|m| lower.contains(m)) {
+        bail!(
+            "APP_ENV=production and JWT_SECRET is missing or a placeholder from the templates; {HOW}"
+        );
+    }
+    let is_hex = secret.chars().all(|c| c.is_ascii_hexdigit());
+    let bits_per_char = if is_hex { 4 } else { 6 };
+    let bits = secret.chars().count() * bits_per_char;
+    // A long run of few symbols ("aaaa...") is long but not random.
+    let mut distinct: Vec<char> = secret.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if bits < MIN_PRODUCTION_SECRET_BITS || distinct.len() < 8 {
+        bail!(
+            "APP_ENV=production and JWT_SECRET carries about {bits} bits by its length and \
+             alphabet ({} characters, {}), under the {MIN_PRODUCTION_SECRET_BITS} an HS256 key \
+             needs; {HOW}",
+            secret.chars().count(),
+            if is_hex { "hex" } else { "not hex" }
+        );
+    }
+    Ok(())
+}
 
 /// Where the service runs: development (readable logs, a default secret) or production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,16 +95,46 @@ pub struct Config {
     pub cache_local_tier: Option<(u64, Duration)>,
     /// `JWT_SECRET`: the HS256 key for access tokens.
     pub jwt_secret: String,
-    /// `JWT_TTL_SECONDS`: how long an access token is valid; default one hour.
+    /// `JWT_TTL_SECONDS`: how long an access token is valid; default 15 minutes (a refresh
+    /// token renews it).
     pub jwt_ttl: Duration,
+    /// `REFRESH_TTL_SECONDS`: how long a session (and its refresh token) lasts unused; default
+    /// 30 days.
+    pub refresh_ttl: Duration,
     /// `PHOTO_DIR`: where meal photos are stored; default `./data/photos`.
     pub photo_dir: PathBuf,
     /// `RATE_LIMIT_PER_MINUTE`: requests per signed-in user per minute; default 300.
     pub rate_limit_per_minute: u32,
     /// `RATE_LIMIT_ANON_PER_MINUTE`: requests per client IP per minute without a token; default 60.
     pub rate_limit_anon_per_minute: u32,
+    /// `RATE_LIMIT_AUTH_PER_MINUTE`: login and registration attempts per client IP (IPv6: per
+    /// /64) and, separately, per target email, per minute, whatever token they carry; default 10.
+    pub rate_limit_auth_per_minute: u32,
+    /// `RATE_LIMIT_URL`: the Redis of the rate limiter's counters, any form `CACHE_URL` takes;
+    /// default `CACHE_URL`. A cache Redis evicts keys under memory pressure (allkeys-lru), and an
+    /// evicted counter is a reset limit: point this at a Redis with `maxmemory-policy
+    /// noeviction` so that cache pressure cannot reset a client's budget.
+    pub rate_limit_url: Option<String>,
+    /// `UPLOADS_PER_MINUTE`: photo uploads per user per minute; default 10.
+    pub uploads_per_minute: u32,
+    /// `PHOTO_QUOTA_BYTES`: the photo storage each user may fill; default 100 MiB.
+    pub photo_quota_bytes: u64,
     /// `TRUST_FORWARDED_FOR`: take the client IP from `X-Forwarded-For` (behind an ingress).
     pub trust_forwarded_for: bool,
+    /// `CACHE_TLS_CA_FILE`: a PEM file of the CA certificates to trust for a `rediss://` (or
+    /// `rediss+cluster://`) `CACHE_URL`, instead of the system's: for a Redis whose certificate
+    /// a private CA signed.
+    pub cache_tls_ca_file: Option<PathBuf>,
+    /// `PASSWORD_HASH_CONCURRENCY`: password hashes (login, register) at once; default the
+    /// number of cores. Each takes 19 MiB and a core, so this bounds the memory logins take.
+    pub password_hash_concurrency: usize,
+    /// `PASSWORD_HASH_WAIT_MS`: how long a login waits for a free hashing slot before it is
+    /// answered 503 `busy` with `Retry-After`; default 2000.
+    pub password_hash_wait: Duration,
+    /// `HEADER_READ_TIMEOUT_SECONDS` (default 10), `REQUEST_TIMEOUT_SECONDS` (30),
+    /// `MAX_CONCURRENT_REQUESTS` (256) and `SHUTDOWN_GRACE_SECONDS` (20): see
+    /// [`crate::server`].
+    pub server: crate::server::ServerLimits,
 }
 
 impl Default for Config {
@@ -71,11 +147,20 @@ impl Default for Config {
             cache_url: None,
             cache_local_tier: None,
             jwt_secret: DEV_JWT_SECRET.to_owned(),
-            jwt_ttl: Duration::from_secs(3600),
+            jwt_ttl: Duration::from_secs(900),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
             photo_dir: PathBuf::from("data/photos"),
             rate_limit_per_minute: 300,
             rate_limit_anon_per_minute: 60,
+            rate_limit_auth_per_minute: 10,
+            rate_limit_url: None,
+            uploads_per_minute: 10,
+            photo_quota_bytes: 100 * 1024 * 1024,
             trust_forwarded_for: false,
+            cache_tls_ca_file: None,
+            password_hash_concurrency: std::thread::available_parallelism().map_or(2, usize::from),
+            password_hash_wait: Duration::from_secs(2),
+            server: crate::server::ServerLimits::default(),
         }
     }
 }
@@ -101,8 +186,10 @@ impl Config {
     /// ```
     /// use calories_app::Config;
     /// let vars = [("APP_ENV", "production")];
-    /// let err = Config::from_lookup(|n| vars.iter().find(|v| v.0 == n).map(|v| v.1.to_owned()))
-    ///     .unwrap_err();
+    /// let config = Config::from_lookup(|n| vars.iter().find(|v| v.0 == n).map(|v| v.1.to_owned()))
+    ///     .unwrap();
+    /// // `migrate` needs no JWT_SECRET; serving does.
+    /// let err = config.check_for_serving().unwrap_err();
     /// assert!(err.to_string().contains("JWT_SECRET"));
     /// ```
     ///
@@ -117,15 +204,6 @@ impl Config {
             Some(other) => bail!("APP_ENV {other:?}: expected \"development\" or \"production\""),
         };
         let jwt_secret = var("JWT_SECRET").unwrap_or(defaults.jwt_secret);
-        if environment == Environment::Production
-            && (jwt_secret == DEV_JWT_SECRET || jwt_secret.len() < MIN_PRODUCTION_SECRET_LEN)
-        {
-            bail!(
-                "APP_ENV=production needs JWT_SECRET set to a random secret of at least \
-                 {MIN_PRODUCTION_SECRET_LEN} characters (for example `openssl rand -base64 48`); \
-                 refusing to start with a missing or default one"
-            );
-        }
         Ok(Self {
             environment,
             bind_addr: parse(&var, "BIND_ADDR", "an address such as 0.0.0.0:8000")?
@@ -144,6 +222,9 @@ impl Config {
             jwt_ttl: parse(&var, "JWT_TTL_SECONDS", "seconds such as 3600")?
                 .filter(|s| *s > 0)
                 .map_or(defaults.jwt_ttl, Duration::from_secs),
+            refresh_ttl: parse(&var, "REFRESH_TTL_SECONDS", "seconds such as 2592000")?
+                .filter(|s| *s > 0)
+                .map_or(defaults.refresh_ttl, Duration::from_secs),
             photo_dir: var("PHOTO_DIR").map_or(defaults.photo_dir, PathBuf::from),
             rate_limit_per_minute: parse(&var, "RATE_LIMIT_PER_MINUTE", "requests per minute")?
                 .filter(|n| *n > 0)
@@ -155,9 +236,63 @@ impl Config {
             )?
             .filter(|n| *n > 0)
             .unwrap_or(defaults.rate_limit_anon_per_minute),
+            rate_limit_auth_per_minute: parse(
+                &var,
+                "RATE_LIMIT_AUTH_PER_MINUTE",
+                "attempts per minute",
+            )?
+            .filter(|n| *n > 0)
+            .unwrap_or(defaults.rate_limit_auth_per_minute),
+            rate_limit_url: var("RATE_LIMIT_URL"),
+            uploads_per_minute: parse(&var, "UPLOADS_PER_MINUTE", "uploads per minute")?
+                .filter(|n| *n > 0)
+                .unwrap_or(defaults.uploads_per_minute),
+            photo_quota_bytes: parse(&var, "PHOTO_QUOTA_BYTES", "bytes such as 104857600")?
+                .unwrap_or(defaults.photo_quota_bytes),
             trust_forwarded_for: parse(&var, "TRUST_FORWARDED_FOR", "true or false")?
                 .unwrap_or(defaults.trust_forwarded_for),
+            cache_tls_ca_file: cache_tls_ca_file(&var)?,
+            password_hash_concurrency: parse(
+                &var,
+                "PASSWORD_HASH_CONCURRENCY",
+                "a number of hashes such as 2",
+            )?
+            .filter(|n| *n > 0)
+            .unwrap_or(defaults.password_hash_concurrency),
+            password_hash_wait: parse(&var, "PASSWORD_HASH_WAIT_MS", "milliseconds such as 2000")?
+                .map_or(defaults.password_hash_wait, Duration::from_millis),
+            server: server_limits(&var, defaults.server)?,
         })
+    }
+
+    /// What serving needs beyond what every command needs: in production, a real
+    /// `JWT_SECRET` (see [`check_production_secret`]). `migrate` and `seed` do not sign tokens,
+    /// so their containers are not given the secret.
+    ///
+    /// # Errors
+    /// Production with a missing, placeholder or weak `JWT_SECRET`.
+    pub fn check_for_serving(&self) -> anyhow::Result<()> {
+        if self.is_production() {
+            check_production_secret(&self.jwt_secret)?;
+        }
+        Ok(())
+    }
+
+    /// The limits of the rate limiter.
+    #[must_use]
+    pub fn limits(&self) -> crate::ratelimit::Limits {
+        crate::ratelimit::Limits {
+            per_user: self.rate_limit_per_minute,
+            per_ip: self.rate_limit_anon_per_minute,
+            per_auth: self.rate_limit_auth_per_minute,
+            per_upload: self.uploads_per_minute,
+        }
+    }
+
+    /// The server's bounds.
+    #[must_use]
+    pub fn server_limits(&self) -> crate::server::ServerLimits {
+        self.server
     }
 
     /// Whether this is a production deployment.
@@ -165,6 +300,44 @@ impl Config {
     pub fn is_production(&self) -> bool {
         self.environment == Environment::Production
     }
+}
+
+/// The server's bounds; zero or unset keeps a default.
+fn server_limits(
+    var: &impl Fn(&str) -> Option<String>,
+    defaults: crate::server::ServerLimits,
+) -> anyhow::Result<crate::server::ServerLimits> {
+    let seconds = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+        Ok(parse::<u64>(var, name, "seconds such as 30")?
+            .filter(|s| *s > 0)
+            .map_or(default, Duration::from_secs))
+    };
+    Ok(crate::server::ServerLimits {
+        header_read_timeout: seconds("HEADER_READ_TIMEOUT_SECONDS", defaults.header_read_timeout)?,
+        request_timeout: seconds("REQUEST_TIMEOUT_SECONDS", defaults.request_timeout)?,
+        max_concurrent_requests: parse::<usize>(
+            var,
+            "MAX_CONCURRENT_REQUESTS",
+            "a number such as 256",
+        )?
+        .filter(|n| *n > 0)
+        .unwrap_or(defaults.max_concurrent_requests),
+        shutdown_grace: seconds("SHUTDOWN_GRACE_SECONDS", defaults.shutdown_grace)?,
+    })
+}
+
+/// `CACHE_TLS_CA_FILE`, checked against `CACHE_URL`.
+fn cache_tls_ca_file(var: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<PathBuf>> {
+    let Some(file) = var("CACHE_TLS_CA_FILE") else {
+        return Ok(None);
+    };
+    let tls = var("CACHE_URL").is_some_and(|url| url.starts_with("rediss"));
+    anyhow::ensure!(
+        tls,
+        "CACHE_TLS_CA_FILE is set but CACHE_URL is not rediss:// (or rediss+cluster://): \
+         the CA would not be used; use rediss:// or unset CACHE_TLS_CA_FILE"
+    );
+    Ok(Some(PathBuf::from(file.trim())))
 }
 
 /// `CACHE_LOCAL_CAPACITY` and `CACHE_LOCAL_TTL_SECONDS`, checked against `CACHE_URL`.
@@ -206,7 +379,10 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
-        Config::from_lookup(|n| vars.iter().find(|v| v.0 == n).map(|v| v.1.to_owned()))
+        let config =
+            Config::from_lookup(|n| vars.iter().find(|v| v.0 == n).map(|v| v.1.to_owned()))?;
+        config.check_for_serving()?;
+        Ok(config)
     }
 
     #[test]
@@ -233,17 +409,45 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_a_missing_default_or_short_secret() {
-        for vars in [
-            vec![("APP_ENV", "production")],
-            vec![("APP_ENV", "production"), ("JWT_SECRET", DEV_JWT_SECRET)],
-            vec![("APP_ENV", "production"), ("JWT_SECRET", "short")],
+    fn production_refuses_a_missing_default_short_or_placeholder_secret() {
+        let sample = include_str!("../env.prod.sample");
+        let from_sample = sample
+            .lines()
+            .find_map(|l| l.strip_prefix("JWT_SECRET="))
+            .unwrap();
+        let k8s = include_str!("../../k8s-example/secrets.yaml.example");
+        let from_k8s = k8s
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("JWT_SECRET: "))
+            .unwrap();
+        // 64 hex digits made of 4 symbols, 32 hex digits (128 bits), 40 base64 characters (240).
+        let (low_diversity, hex_128, b64_240) = (
+            "abcd".repeat(16),
+            "9f86d081884c7d659a2feaa0c55ad015".to_owned(),
+            "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2Fy".to_owned(),
+        );
+        for secret in [
+            None,
+            Some(DEV_JWT_SECRET),
+            Some("short"),
+            Some(from_sample),
+            Some(from_k8s),
+            Some(low_diversity.as_str()),
+            Some(hex_128.as_str()),
+            Some(b64_240.as_str()),
         ] {
+            let mut vars = vec![("APP_ENV", "production")];
+            vars.extend(secret.map(|s| ("JWT_SECRET", s)));
             let err = config(&vars).unwrap_err().to_string();
-            assert!(err.contains("JWT_SECRET"), "{err}");
+            assert!(err.contains("JWT_SECRET"), "{secret:?}: {err}");
         }
-        let secret = "x".repeat(MIN_PRODUCTION_SECRET_LEN);
-        assert!(config(&[("APP_ENV", "production"), ("JWT_SECRET", &secret)]).is_ok());
+        // `openssl rand -hex 32` and `openssl rand -base64 48`.
+        for good in [
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "q3Jm1c7yZb0xWkE9vH2sLpT8uRnA4dFgK6iO5eYwBzQ+XjC/MtNlPaSrVhUo7GfD",
+        ] {
+            assert!(config(&[("APP_ENV", "production"), ("JWT_SECRET", good)]).is_ok());
+        }
     }
 
     #[test]

@@ -121,6 +121,25 @@ impl ApiError {
         err
     }
 
+    /// 503 `busy` with `Retry-After`: the server is at a bound it keeps on purpose (password
+    /// hashing, concurrent requests); retrying after the wait will likely work.
+    pub fn busy(retry_after: Duration) -> Self {
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the server is busy; retry after the time in Retry-After",
+        );
+        err.retry_after = Some(retry_after);
+        err
+    }
+
+    /// The same error with a `Retry-After` header.
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
     /// The HTTP status.
     #[must_use]
     pub fn status(&self) -> StatusCode {

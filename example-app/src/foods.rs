@@ -4,8 +4,9 @@
 
 use std::hash::{Hash, Hasher};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -30,6 +31,77 @@ pub struct FoodQuery {
     pub page: Option<i64>,
     /// 1 to 100 (larger values are capped); default 20.
     pub per_page: Option<i64>,
+}
+
+/// A checked [`FoodQuery`], with every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidFoodQuery {
+    /// Lower-cased search text.
+    pub q: String,
+    /// From 1.
+    pub page: i64,
+    /// 1 to 100.
+    pub per_page: i64,
+}
+
+impl FoodQuery {
+    /// Checks every parameter and fills in the defaults.
+    ///
+    /// # Errors
+    /// 422 naming the first bad parameter.
+    pub fn validate(&self) -> Result<ValidFoodQuery, ApiError> {
+        Ok(ValidFoodQuery {
+            q: validate::text("q", self.q.as_deref().unwrap_or(""), 0, 100)?.to_lowercase(),
+            page: validate::int_in("page", self.page.unwrap_or(1), 1..=100_000)?,
+            per_page: validate::int_in("per_page", self.per_page.unwrap_or(20), 1..=i64::MAX)?
+                .min(100),
+        })
+    }
+}
+
+impl ValidFoodQuery {
+    /// The one URI of every spelling of this query: parameters in one order, defaults spelt
+    /// out, the text lower-cased and percent-encoded the same way.
+    ///
+    /// ```
+    /// use calories_app::foods::FoodQuery;
+    /// let query = FoodQuery { q: Some("Egg Salad".into()), page: None, per_page: Some(500) };
+    /// assert_eq!(query.validate().unwrap().canonical_uri(), "/foods?q=egg%20salad&page=1&per_page=100");
+    /// ```
+    #[must_use]
+    pub fn canonical_uri(&self) -> String {
+        let q: String = self
+            .q
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        format!("/foods?q={q}&page={}&per_page={}", self.page, self.per_page)
+    }
+}
+
+/// In front of the HTTP cache: a `/foods` request's URI becomes its query's canonical form
+/// ([`ValidFoodQuery::canonical_uri`]), and a bad query is refused here. The cache keys on the
+/// URI, so junk parameters, reordering or case cannot make a new entry: the entries are bounded
+/// by the distinct valid searches.
+pub async fn canonical_query(mut request: Request, next: Next) -> Response {
+    let query = match axum::extract::Query::<FoodQuery>::try_from_uri(request.uri()) {
+        Ok(axum::extract::Query(query)) => query,
+        Err(rejection) => return ApiError::from(rejection).into_response(),
+    };
+    let canonical = match query.validate() {
+        Ok(valid) => valid.canonical_uri(),
+        Err(err) => return err.into_response(),
+    };
+    match canonical.parse::<Uri>() {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(err) => return ApiError::internal(err).into_response(),
+    }
+    next.run(request).await
 }
 
 /// A food, per 100 g.
@@ -72,10 +144,7 @@ pub async fn search(
     Query(query): Query<FoodQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let q = validate::text("q", query.q.as_deref().unwrap_or(""), 0, 100)?.to_lowercase();
-    let page = validate::int_in("page", query.page.unwrap_or(1), 1..=100_000)?;
-    let per_page =
-        validate::int_in("per_page", query.per_page.unwrap_or(20), 1..=i64::MAX)?.min(100);
+    let ValidFoodQuery { q, page, per_page } = query.validate()?;
     let escaped: String = q
         .chars()
         .flat_map(|c| match c {

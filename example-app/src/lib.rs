@@ -32,14 +32,17 @@ pub mod openapi;
 pub mod photos;
 pub mod probe;
 pub mod ratelimit;
+pub mod redis_conn;
+pub mod security;
 pub mod seed;
+pub mod server;
+pub mod sessions;
 pub mod stats;
 pub mod telemetry;
 pub mod users;
 pub mod validate;
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 pub use crate::app::{AppState, router};
 pub use crate::config::Config;
@@ -48,7 +51,8 @@ pub use crate::openapi::ApiDoc;
 pub use crate::ratelimit::RateLimiter;
 
 /// Serves `state`'s router on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish before returning.
+/// requests finish (for at most `SHUTDOWN_GRACE_SECONDS`) before returning; with the header,
+/// request and concurrency bounds of [`server`].
 ///
 /// # Errors
 /// The listener failed.
@@ -57,10 +61,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, state, shutdown).await
 }
 
 /// Completes on SIGTERM (what Kubernetes and Docker send) or Ctrl-C.

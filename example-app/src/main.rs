@@ -48,6 +48,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let (Command::Serve, Err(err)) = (&command, config.check_for_serving()) {
+        eprintln!("calories-app: configuration error: {err:#}");
+        return ExitCode::from(2);
+    }
     telemetry::init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -59,7 +64,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+    match runtime.block_on(run(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");
@@ -116,6 +121,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             users,
             meals_per_user,
         } => {
+            // Seeded accounts share one published password: in production they would be
+            // open doors.
+            anyhow::ensure!(
+                !config.is_production(),
+                "seed refuses APP_ENV=production: its users all have the published password \
+                 {:?}; seed a development or staging database instead",
+                seed::SEED_PASSWORD
+            );
             let db =
                 Database::connect(&config.database_url, config.database_max_connections).await?;
             let report = seed::run(&db, users, meals_per_user, true).await?;

@@ -23,6 +23,7 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{Json, Multipart, Path, Query};
+use crate::ratelimit::Client;
 use crate::users::{self, User};
 use crate::{cached, photos, validate};
 
@@ -172,20 +173,33 @@ pub async fn create(
 /// WebP, at most 5 MiB) and the fields of `POST /meals` as text parts.
 #[utoipa::path(post, path = "/meals/upload", tag = "meals", security(("bearer" = [])),
     request_body(content_type = "multipart/form-data", description = "`photo` file plus the fields of POST /meals"),
-    responses((status = 201, body = Meal), (status = 413, body = crate::error::ErrorBody),
-              (status = 415, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = Meal),
+              (status = 413, description = "The photo is over 5 MiB, or the user's photo storage quota (PHOTO_QUOTA_BYTES) is spent", body = crate::error::ErrorBody),
+              (status = 415, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+              (status = 429, description = "Over UPLOADS_PER_MINUTE", body = crate::error::ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     user: AuthUser,
     Multipart(mut form): Multipart,
 ) -> Result<(StatusCode, Json<Meal>), ApiError> {
+    // Before a byte of the body is read: the upload rate, and a quota already spent.
+    if let Err(wait) = state.limiter.check(&Client::Upload(user.id)).await {
+        return Err(ApiError::rate_limited(wait));
+    }
+    let quota = state.config.photo_quota_bytes;
+    let used = photo_bytes_of(&state, user.id).await?;
+    if used >= quota {
+        return Err(quota_exceeded(used, quota));
+    }
     let mut meal = NewMeal::default();
     let mut calories = None;
     let mut photo = None;
     while let Some(field) = form.next_field().await? {
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
-            "photo" => photo = Some(photos::read_upload(field).await?),
+            "photo" => {
+                photo = Some(photos::read_upload(field, &state.config.photo_dir).await?);
+            }
             "name" => meal.name = field.text().await?,
             "calories" => calories = Some(parse_field::<i64>("calories", &field.text().await?)?),
             "protein_g" => meal.protein_g = Some(parse_field("protein_g", &field.text().await?)?),
@@ -204,9 +218,13 @@ pub async fn upload(
     meal.calories =
         calories.ok_or_else(|| ApiError::validation("the form needs a `calories` field"))?;
     let meal = meal.validate()?;
+    if used.saturating_add(photo.bytes) > quota {
+        return Err(quota_exceeded(used, quota));
+    }
     let profile = users::profile(&state, user.id).await?;
-    let stored = photos::store(&state.config.photo_dir, &photo).await?;
-    match insert(&state, &profile, meal, Some((&stored, photo.kind.mime()))).await {
+    let (mime, bytes) = (photo.kind.mime(), photo.bytes);
+    let stored = photos::store(&state.config.photo_dir, photo).await?;
+    match insert(&state, &profile, meal, Some((&stored, mime, bytes))).await {
         Ok(created) => Ok((StatusCode::CREATED, Json(created))),
         Err(err) => {
             // The row is the truth: a photo without one is garbage.
@@ -214,6 +232,28 @@ pub async fn upload(
             Err(err)
         }
     }
+}
+
+/// The bytes of photos `user` keeps.
+async fn photo_bytes_of(state: &AppState, user: i64) -> Result<u64, ApiError> {
+    // MySQL's SUM is a DECIMAL, which sqlx's Any driver does not decode: cast it back.
+    let used: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(photo_bytes), 0) AS SIGNED) FROM meals WHERE user_id = ?",
+    )
+    .bind(user)
+    .fetch_one(&state.db.pool)
+    .await?;
+    Ok(u64::try_from(used).unwrap_or(0))
+}
+
+fn quota_exceeded(used: u64, quota: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "storage_quota_exceeded",
+        format!(
+            "your photos take {used} of your {quota} bytes: delete meals with photos to make room"
+        ),
+    )
 }
 
 /// The body limit of the upload route: the photo's 5 MiB plus room for the other fields.
@@ -234,11 +274,11 @@ async fn insert(
     state: &AppState,
     user: &User,
     meal: ValidMeal,
-    photo: Option<(&str, &str)>,
+    photo: Option<(&str, &str, u64)>,
 ) -> Result<Meal, ApiError> {
     let sql = state.db.insert_sql(
-        "INSERT INTO meals (user_id, eaten_at, name, calories, protein_g, fat_g, carbs_g, photo, photo_type, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO meals (user_id, eaten_at, name, calories, protein_g, fat_g, carbs_g, photo, photo_type, photo_bytes, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
     let insert = sqlx::query(&sql)
         .bind(user.id)
@@ -250,6 +290,7 @@ async fn insert(
         .bind(meal.carbs_g)
         .bind(photo.map(|p| p.0.to_owned()))
         .bind(photo.map(|p| p.1.to_owned()))
+        .bind(photo.map_or(0, |p| i64::try_from(p.2).unwrap_or(i64::MAX)))
         .bind(Utc::now().timestamp());
     let id = state.db.insert_returning_id(insert).await?;
     let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
@@ -373,6 +414,10 @@ pub async fn photo(
         [
             (header::CONTENT_TYPE, mime),
             (header::CACHE_CONTROL, "private, max-age=86400".to_owned()),
+            // Shown, never sniffed into something else (HTML, script) nor saved under a name
+            // the uploader chose.
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CONTENT_DISPOSITION, "inline".to_owned()),
         ],
         Body::from(bytes),
     )
@@ -389,6 +434,10 @@ pub async fn delete(
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     let (meal, photo) = find(&state, user.id, id).await?;
+    // Everything that can fail comes before the DELETE: once the row is gone, its day is
+    // invalidated whatever happens next.
+    let profile = users::profile(&state, user.id).await?;
+    let day = meal.eaten_at.with_timezone(&profile.tz()).date_naive();
     let deleted = sqlx::query("DELETE FROM meals WHERE id = ? AND user_id = ?")
         .bind(id)
         .bind(user.id)
@@ -397,12 +446,10 @@ pub async fn delete(
     if deleted.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("meal {id} does not exist")));
     }
+    cached::forget_meal_day(&state.cache, user.id, day).await;
     if let Some((file, _)) = photo {
         photos::remove(&state.config.photo_dir, &file).await;
     }
-    let profile = users::profile(&state, user.id).await?;
-    let day = meal.eaten_at.with_timezone(&profile.tz()).date_naive();
-    cached::forget_meal_day(&state.cache, user.id, day).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -466,13 +513,7 @@ pub async fn daily(
         Some(raw) => validate::date("date", raw)?,
         None => profile.today(),
     };
-    // A day read often is reloaded in the background after 80% of its hour, so it never
-    // expires under its readers.
-    let expiry = Expiry::new(DAILY_TTL)
-        .stale(DAILY_STALE)
-        .soft_timeout(DAILY_SOFT_TIMEOUT)
-        .refresh_ahead(0.8)
-        .tags([cached::user_tag(user.id)]);
+    let expiry = daily_expiry(user.id, date);
     let loader = {
         let state = state.clone();
         move || {
@@ -485,6 +526,18 @@ pub async fn daily(
         .get_or_refresh(cached::daily(user.id, date), expiry, loader)
         .await?;
     Ok(Json(summary))
+}
+
+/// How `GET /meals/daily` caches one user's day: an hour, an hour's stale window, a soft
+/// timeout, refreshed ahead after 80% of its hour (so a day in use never expires under its
+/// readers), and tagged with the user and the day (see [`cached::day_tag`]).
+#[must_use]
+pub fn daily_expiry(user: i64, date: NaiveDate) -> Expiry {
+    Expiry::new(DAILY_TTL)
+        .stale(DAILY_STALE)
+        .soft_timeout(DAILY_SOFT_TIMEOUT)
+        .refresh_ahead(0.8)
+        .tags([cached::user_tag(user), cached::day_tag(user, date)])
 }
 
 async fn load_day(

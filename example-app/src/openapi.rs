@@ -16,7 +16,8 @@ use crate::{auth, error, foods, health, meals, stats, telemetry, users};
 #[openapi(
     info(title = "calories-app", description = "A calories tracker on cache-core: meals with photos, the day, stats, foods."),
     paths(
-        auth::register, auth::login,
+        auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all,
+        auth::list_sessions, auth::delete_session,
         users::me, users::update_me,
         meals::create, meals::upload, meals::list, meals::get_one, meals::photo, meals::delete, meals::daily,
         stats::stats, foods::search,
@@ -49,7 +50,11 @@ struct CommonErrors;
 impl Modify for CommonErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        const ALWAYS: [(&str, &str); 8] = [
+        const ALWAYS: [(&str, &str); 9] = [
+            (
+                "408",
+                "The request took longer than REQUEST_TIMEOUT_SECONDS, body included",
+            ),
             (
                 "400",
                 "The request could not be read (syntax, types, missing parts)",

@@ -1,10 +1,13 @@
-//! Meal photos: reading an upload with its 5 MiB limit, checking by magic bytes that it is a
-//! JPEG, PNG or WebP image, and storing it under `PHOTO_DIR` with a random name.
+//! Meal photos: streaming an upload to a temporary file under `PHOTO_DIR` with its 5 MiB limit
+//! (so that 60 parallel uploads hold 60 small buffers, not 300 MiB of memory), checking by magic
+//! bytes that it is a JPEG, PNG or WebP image, and keeping it under a random name.
 //!
 //! The three signatures are checked by hand: a type-sniffing crate would recognise hundreds of
 //! formats that must all be refused anyway, and a client's `Content-Type` is not trusted.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use tokio::io::AsyncWriteExt;
 
 use axum::extract::multipart::Field;
 
@@ -64,67 +67,112 @@ impl ImageKind {
     }
 }
 
-/// An uploaded, checked photo, still in memory.
+/// An uploaded, checked photo, in a temporary file until [`store`] keeps it; dropped without
+/// being stored, the file is removed.
 #[derive(Debug)]
 pub struct Photo {
     /// Its format.
     pub kind: ImageKind,
-    bytes: Vec<u8>,
+    /// Its size in bytes.
+    pub bytes: u64,
+    temp: Option<PathBuf>,
 }
 
-/// Reads the `photo` part, refusing it past [`MAX_PHOTO_BYTES`] or when it is not an image.
-///
-/// # Errors
-/// 413 `payload_too_large`, 415 `unsupported_media_type`, or the multipart stream's error.
-pub async fn read_upload(mut field: Field<'_>) -> Result<Photo, ApiError> {
-    let mut bytes = Vec::new();
-    while let Some(chunk) = field.chunk().await? {
-        if bytes.len() + chunk.len() > MAX_PHOTO_BYTES {
-            return Err(ApiError::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "the photo is larger than {} MiB",
-                    MAX_PHOTO_BYTES / (1024 * 1024)
-                ),
-            ));
+impl Drop for Photo {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            // Small and local: a blocking remove in drop is cheaper than a task.
+            let _ = std::fs::remove_file(temp);
         }
-        bytes.extend_from_slice(&chunk);
     }
-    let kind = ImageKind::sniff(&bytes).ok_or_else(|| {
-        ApiError::new(
-            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "the photo must be a JPEG, PNG or WebP image",
-        )
-    })?;
-    Ok(Photo { kind, bytes })
 }
 
-/// Writes the photo under `dir` with a random name; returns the name.
+fn too_large() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!(
+            "the photo is larger than {} MiB",
+            MAX_PHOTO_BYTES / (1024 * 1024)
+        ),
+    )
+}
+
+fn write_failed(dir: &Path, e: &std::io::Error) -> ApiError {
+    ApiError::internal(anyhow::anyhow!(
+        "cannot write to PHOTO_DIR {}: {e}",
+        dir.display()
+    ))
+}
+
+/// Streams the `photo` part to a temporary file in `dir`, refusing it past [`MAX_PHOTO_BYTES`]
+/// or when its first bytes are not an image's.
 ///
 /// # Errors
-/// 500 when the folder cannot be written (a deployment problem, logged).
-pub async fn store(dir: &Path, photo: &Photo) -> Result<String, ApiError> {
-    let name = format!(
-        "{}.{}",
-        uuid::Uuid::new_v4().simple(),
-        photo.kind.extension()
-    );
+/// 413 `payload_too_large`, 415 `unsupported_media_type`, the multipart stream's error, or 500
+/// when `dir` cannot be written.
+pub async fn read_upload(mut field: Field<'_>, dir: &Path) -> Result<Photo, ApiError> {
     tokio::fs::create_dir_all(dir).await.map_err(|e| {
         ApiError::internal(anyhow::anyhow!(
             "cannot create PHOTO_DIR {}: {e}",
             dir.display()
         ))
     })?;
-    tokio::fs::write(dir.join(&name), &photo.bytes)
+    let temp = dir.join(format!(".upload-{}.part", uuid::Uuid::new_v4().simple()));
+    let mut file = tokio::fs::File::create(&temp)
         .await
-        .map_err(|e| {
-            ApiError::internal(anyhow::anyhow!(
-                "cannot write to PHOTO_DIR {}: {e}",
-                dir.display()
-            ))
-        })?;
+        .map_err(|e| write_failed(dir, &e))?;
+    // From here on, dropping `photo` (an error, a cut connection) removes the file.
+    let mut photo = Photo {
+        kind: ImageKind::Jpeg,
+        bytes: 0,
+        temp: Some(temp),
+    };
+    let mut head = Vec::with_capacity(12);
+    while let Some(chunk) = field.chunk().await? {
+        let size = usize::try_from(photo.bytes).unwrap_or(usize::MAX);
+        if size.saturating_add(chunk.len()) > MAX_PHOTO_BYTES {
+            return Err(too_large());
+        }
+        if head.len() < 12 {
+            let take = (12 - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| write_failed(dir, &e))?;
+        photo.bytes += chunk.len() as u64;
+    }
+    file.flush().await.map_err(|e| write_failed(dir, &e))?;
+    photo.kind = ImageKind::sniff(&head).ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the photo must be a JPEG, PNG or WebP image",
+        )
+    })?;
+    Ok(photo)
+}
+
+/// Keeps the photo under `dir` with a random name; returns the name.
+///
+/// # Errors
+/// 500 when the folder cannot be written (a deployment problem, logged).
+pub async fn store(dir: &Path, mut photo: Photo) -> Result<String, ApiError> {
+    let name = format!(
+        "{}.{}",
+        uuid::Uuid::new_v4().simple(),
+        photo.kind.extension()
+    );
+    let Some(temp) = photo.temp.take() else {
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "the photo was already stored"
+        )));
+    };
+    if let Err(e) = tokio::fs::rename(&temp, dir.join(&name)).await {
+        let _ = tokio::fs::remove_file(&temp).await;
+        return Err(write_failed(dir, &e));
+    }
     Ok(name)
 }
 

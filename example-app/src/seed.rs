@@ -14,7 +14,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sqlx::{QueryBuilder, Row};
 
-use crate::auth::hash_password;
+use crate::auth::{PasswordHashing, hash_password};
 use crate::db::Database;
 
 /// The password of every seeded user.
@@ -81,7 +81,8 @@ pub async fn run(
             .fetch_one(&db.pool)
             .await?;
     let first = u64::try_from(existing).unwrap_or(0) + 1;
-    let hash = hash_password(SEED_PASSWORD.to_owned())
+    let hashing = PasswordHashing::new(1, Duration::from_secs(60));
+    let hash = hash_password(&hashing, SEED_PASSWORD.to_owned())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let bar = if progress {

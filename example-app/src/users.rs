@@ -11,7 +11,7 @@ use sqlx::Row;
 use utoipa::ToSchema;
 
 use crate::app::AppState;
-use crate::auth::{AuthUser, RegisterRequest, hash_password};
+use crate::auth::{AuthUser, PasswordHashing, RegisterRequest, hash_password};
 use crate::db::{Database, is_unique_violation};
 use crate::error::ApiError;
 use crate::extract::Json;
@@ -104,8 +104,12 @@ impl NewUser {
 ///
 /// # Errors
 /// 409 when the email is taken.
-pub async fn insert(db: &Database, new: NewUser) -> Result<User, ApiError> {
-    let hash = hash_password(new.password).await?;
+pub async fn insert(
+    db: &Database,
+    hashing: &PasswordHashing,
+    new: NewUser,
+) -> Result<User, ApiError> {
+    let hash = hash_password(hashing, new.password).await?;
     let now = Utc::now();
     let sql = db.insert_sql(
         "INSERT INTO users (email, password_hash, name, daily_goal, time_zone, created_at) \
@@ -228,15 +232,23 @@ pub async fn update_me(
         .as_deref()
         .map(validate::time_zone)
         .transpose()?;
-    let current = load(&state.db, user.id).await?;
-    sqlx::query("UPDATE users SET name = ?, daily_goal = ?, time_zone = ? WHERE id = ?")
-        .bind(name.unwrap_or(current.name))
-        .bind(goal.unwrap_or(current.daily_goal))
-        .bind(tz.map_or(current.time_zone, |tz| tz.name().to_owned()))
-        .bind(user.id)
-        .execute(&state.db.pool)
-        .await?;
+    // One statement: each column keeps its stored value unless the request names it, so two
+    // concurrent PATCHes of different fields both land (a read-modify-write would lose one).
+    sqlx::query(
+        "UPDATE users SET name = COALESCE(?, name), daily_goal = COALESCE(?, daily_goal), \
+         time_zone = COALESCE(?, time_zone) WHERE id = ?",
+    )
+    .bind(name)
+    .bind(goal)
+    .bind(tz.map(|tz| tz.name().to_owned()))
+    .bind(user.id)
+    .execute(&state.db.pool)
+    .await?;
     // The goal and the time zone shape every day and every stat: drop them all.
     cached::forget_user(&state.cache, user.id).await;
-    Ok(Json(profile(&state, user.id).await?))
+    // Read from the database, not through the cache: a read-through here could join (or
+    // finish after) the load of a concurrent PATCH that began before this one's UPDATE, and
+    // store that older profile after this PATCH's invalidation (the cache-aside race; a test
+    // of two concurrent PATCHes caught it). The next GET fills the cache.
+    Ok(Json(load(&state.db, user.id).await?))
 }

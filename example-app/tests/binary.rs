@@ -247,10 +247,19 @@ async fn sigterm_lets_an_in_flight_request_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_refuses_a_missing_or_default_jwt_secret_and_logs_json() {
     let dir = tempfile::tempdir().unwrap();
+    let sample = include_str!("../env.prod.sample");
+    let from_sample = sample
+        .lines()
+        .find_map(|l| l.strip_prefix("JWT_SECRET="))
+        .unwrap();
     for secret in [
         None,
         Some(calories_app::config::DEV_JWT_SECRET),
         Some("too-short"),
+        // The template's value, copied unchanged: long enough for the old length rule.
+        Some(from_sample),
+        // 32 hex digits: 32 characters, but 128 bits.
+        Some("9f86d081884c7d659a2feaa0c55ad015"),
     ] {
         let mut cmd = command(dir.path(), "127.0.0.1:9".parse().unwrap());
         cmd.env("APP_ENV", "production");
@@ -311,4 +320,50 @@ async fn seed_fills_the_database_and_seeded_users_can_log_in() {
     assert!(stats["logged_days"].as_i64().unwrap() > 0);
     let (status, _) = http(server.addr, "POST", "/auth/login", None, Some(json!({"email": "user00000151@seed.example", "password": calories_app::seed::SEED_PASSWORD}))).await;
     assert_eq!(status, 401, "150 users in all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_refuses_a_production_environment_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path(), "127.0.0.1:9".parse().unwrap())
+        .env("APP_ENV", "production")
+        .env(
+            "JWT_SECRET",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        )
+        .args(["seed", "--users", "5", "--meals-per-user", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("seed refuses APP_ENV=production"),
+        "{stderr}"
+    );
+    // Refused before connecting: not even the database file was made.
+    assert!(!dir.path().join("data/calories.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_in_production_needs_no_jwt_secret_but_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    // The migrate container of docker-compose.yml and k8s-example gets no JWT_SECRET.
+    let out = command(dir.path(), "127.0.0.1:9".parse().unwrap())
+        .env("APP_ENV", "production")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("data/calories.db").exists());
+    let out = command(dir.path(), "127.0.0.1:9".parse().unwrap())
+        .env("APP_ENV", "production")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET"));
 }

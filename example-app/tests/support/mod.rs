@@ -115,6 +115,8 @@ impl TestApp {
             jwt_secret: "test-secret-test-secret-test-secret".to_owned(),
             rate_limit_per_minute: 10_000,
             rate_limit_anon_per_minute: 10_000,
+            rate_limit_auth_per_minute: 10_000,
+            uploads_per_minute: 10_000,
             database_max_connections: 5,
             ..Config::default()
         };
