@@ -4,9 +4,9 @@
 //! write, a shared rate limit) and, behind the app's back, that the keys are where they belong.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../cache-core/tests/support/pki.rs"]
-mod pki;
 mod support;
+
+use cache_test_support::pki;
 
 use axum::http::StatusCode;
 use serde_json::json;
