@@ -44,7 +44,10 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 echo "==> cargo hack: each feature of the library crates builds on its own (memory-only included)"
 command -v cargo-hack >/dev/null 2>&1 || cargo install cargo-hack --locked --quiet
-cargo hack check --each-feature --no-dev-deps --locked -p cache-core -p cache-macros -p cache-adapters
+# No --locked: --no-dev-deps drops the dev-dependencies from the manifests while it runs (and
+# puts manifests and Cargo.lock back afterwards), which --locked would refuse.
+cargo hack check --each-feature --no-dev-deps -p cache-core -p cache-macros -p cache-adapters
+git diff --quiet -- Cargo.lock || { echo "cargo hack left Cargo.lock changed" >&2; exit 1; }
 
 echo "==> cargo publish --dry-run: the library crates package, and build from their .crate files alone"
 # --allow-dirty: a check of what would be packaged, run on a working tree as much as on CI's clone.
