@@ -220,6 +220,42 @@ async fn traffic(app: std::net::SocketAddr, replica: std::net::SocketAddr, stop:
     }
 }
 
+/// The password the drill gives the `exporter` ACL user.
+const EXPORTER_PASSWORD: &str = "exporter-test-password";
+
+/// Creates the `exporter` user with the rules of the deploy files (which must agree), as a
+/// Redis started from them has it.
+fn add_exporter_user(redis: &RedisServer) {
+    let compose = exporter_rules(include_str!("../docker-compose.yml"));
+    let k8s = exporter_rules(include_str!("../../k8s-example/base/redis.yaml"));
+    assert_eq!(
+        compose, k8s,
+        "compose and Kubernetes give the exporter different rules"
+    );
+    let mut setuser = redis::cmd("ACL");
+    setuser
+        .arg("SETUSER")
+        .arg("exporter")
+        .arg("on")
+        .arg(format!(">{EXPORTER_PASSWORD}"));
+    for rule in compose.split_whitespace() {
+        setuser.arg(rule);
+    }
+    setuser.query::<()>(&mut redis.connection()).unwrap();
+}
+
+/// The rules the `exporter_rules=..` lines of a deploy file add up to.
+fn exporter_rules(file: &str) -> String {
+    let words: Vec<&str> = file
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("exporter_rules="))
+        .flat_map(|r| r.trim_matches(|c| c == '\'' || c == '"').split_whitespace())
+        .filter(|w| !w.ends_with("exporter_rules"))
+        .collect();
+    assert!(words.len() > 5, "no exporter_rules lines");
+    words.join(" ")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_redis_fires_the_cache_alerts_and_every_dashboard_query_returns_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,6 +271,8 @@ async fn killing_redis_fires_the_cache_alerts_and_every_dashboard_query_returns_
         .arg("64mb")
         .query::<()>(&mut redis.connection())
         .unwrap();
+    // redis_exporter logs in as the deploy files' `exporter` ACL user (their default user is off).
+    add_exporter_user(&redis);
     let app_dir = d.join("app");
     std::fs::create_dir(&app_dir).unwrap();
     // Two replicas with a local tier, so that one's writes reach the other as invalidations.
@@ -257,6 +295,8 @@ async fn killing_redis_fires_the_cache_alerts_and_every_dashboard_query_returns_
         d,
         Command::new("prometheus-redis-exporter")
             .arg(format!("-redis.addr=redis://127.0.0.1:{}", redis.port()))
+            .arg("-redis.user=exporter")
+            .arg(format!("-redis.password={EXPORTER_PASSWORD}"))
             .arg(format!(
                 "-web.listen-address=127.0.0.1:{redis_exporter_port}"
             )),
@@ -386,6 +426,15 @@ async fn killing_redis_fires_the_cache_alerts_and_every_dashboard_query_returns_
         (targets.len() == 5 && targets.iter().all(|t| t["health"] == "up")).then_some(())
     })
     .await;
+    // The exporter's scrapes so far ran as the `exporter` user without one denied command.
+    let denied: Vec<redis::Value> = redis::cmd("ACL")
+        .arg("LOG")
+        .query(&mut redis.connection())
+        .unwrap();
+    assert!(
+        denied.is_empty(),
+        "the exporter user was denied: {denied:?}"
+    );
     let before = alerts(prom_port).await;
     for name in ["RedisDown", "CacheCircuitBreakerOpen"] {
         assert!(
@@ -442,6 +491,7 @@ async fn killing_redis_fires_the_cache_alerts_and_every_dashboard_query_returns_
 
     // --- Restart Redis: both resolve, and the pager hears it.
     redis.restart();
+    add_exporter_user(&redis);
     let restarted = Instant::now();
     wait_for(
         Duration::from_secs(90),
