@@ -106,8 +106,9 @@ impl RedisBackend {
     /// [`Cache`](crate::Cache), which times every call it makes.
     ///
     /// # Errors
-    /// [`ErrorKind::Config`] for a URL the `redis` crate rejects, [`ErrorKind::Connect`] naming
-    /// the address when nothing answers there.
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for a URL the `redis` crate rejects,
+    /// [`ErrorKind::Connect`](crate::ErrorKind::Connect) naming the address when nothing
+    /// answers there.
     pub async fn connect(
         url: &str,
         connections: usize,

@@ -21,8 +21,8 @@ impl Cache {
     /// Each tag has a version key in Redis (`{namespace}#tag:{tag}`, a 16-character string,
     /// kept as long as the longest value tagged with it); the value records the versions its
     /// tags had, and a read compares them, in the same round trip as the value when the caller
-    /// names the tags ([`Expiry::tags`]) and in one more otherwise. Invalidating a tag gives it
-    /// a new version: O(1), whatever the number of values under it.
+    /// names the tags ([`Expiry::tags`](crate::Expiry::tags)) and in one more otherwise.
+    /// Invalidating a tag gives it a new version: O(1), whatever the number of values under it.
     ///
     /// ```
     /// use std::time::Duration;
