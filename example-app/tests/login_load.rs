@@ -77,9 +77,11 @@ async fn sixty_parallel_logins_stay_within_the_hashing_bound() {
     );
     assert!(ok >= 1, "no login succeeded");
     assert_eq!(ok + busy, LOGINS);
-    // The bound's hashes plus room for buffers and allocator slack; unbounded, the growth is
-    // about LOGINS x HASH_KIB (1.1 GiB).
-    let limit = (PERMITS as u64 + 4) * HASH_KIB;
+    // Unbounded, the growth is about LOGINS x HASH_KIB (1,128 MiB measured). Bounded it was
+    // 59 to 78 MiB on an idle machine and 136 MiB once in CI under load: freed hash memory the
+    // allocator keeps resident counts in the peak. A quarter of the unbounded growth separates
+    // the two by more than 2x either way.
+    let limit = LOGINS as u64 * HASH_KIB / 4;
     assert!(
         grew < limit,
         "peak memory grew {} MiB (limit {} MiB)",
