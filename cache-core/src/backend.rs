@@ -99,7 +99,8 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// The default stores, then takes the lease back, and withdraws the value (if it is still
     /// the one stored) when the lease was gone: correct once it returns, but the withdrawn value
     /// is readable for one round trip. Backends that can do it atomically (Redis, with a script)
-    /// override it. It needs [`delete_if_equals`](Backend::delete_if_equals).
+    /// override it. Without [`delete_if_equals`](Backend::delete_if_equals) it stores
+    /// unguarded, as a plain [`set`](Backend::set).
     async fn set_if_leased(
         &self,
         key: &str,
@@ -109,11 +110,17 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         token: &[u8],
     ) -> Result<bool> {
         self.set(key, value, ttl).await?;
-        if self.delete_if_equals(lease_key, token).await? {
-            return Ok(true);
+        match self.delete_if_equals(lease_key, token).await {
+            Ok(true) => Ok(true),
+            // A backend without compare-and-delete stores as it always did, unguarded, rather
+            // than failing every read-through's store.
+            Err(err) if err.kind() == crate::ErrorKind::Unsupported => Ok(true),
+            Err(err) => Err(err),
+            Ok(false) => {
+                self.delete_if_equals(key, value).await?;
+                Ok(false)
+            }
         }
-        self.delete_if_equals(key, value).await?;
-        Ok(false)
     }
 
     /// Removes `key` and the lease of any load of it running (`lease_key`), the lease first:
