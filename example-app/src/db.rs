@@ -149,16 +149,22 @@ impl Database {
     /// sqlx's `Any` driver drops SQLite's last-insert rowid (it reports `None`), so on SQLite
     /// the statement ends in `RETURNING id` (SQLite 3.35+) and MySQL reports the id itself.
     ///
+    /// `executor` is the pool, or a transaction the insert belongs to (`&mut *tx`).
+    ///
     /// # Errors
     /// The statement failed, or the database returned no id.
-    pub async fn insert_returning_id<'q>(
+    pub async fn insert_returning_id<'q, 'c, E>(
         &self,
+        executor: E,
         query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ) -> Result<i64, sqlx::Error> {
+    ) -> Result<i64, sqlx::Error>
+    where
+        E: Executor<'c, Database = sqlx::Any>,
+    {
         match self.dialect {
-            Dialect::Sqlite => query.fetch_one(&self.pool).await?.try_get(0),
+            Dialect::Sqlite => query.fetch_one(executor).await?.try_get(0),
             Dialect::MySql => query
-                .execute(&self.pool)
+                .execute(executor)
                 .await?
                 .last_insert_id()
                 .ok_or_else(|| sqlx::Error::Protocol("MySQL returned no insert id".to_owned())),

@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::db::Database;
 use crate::error::ApiError;
 use crate::extract::{Json, Multipart, Path, Query};
 use crate::ratelimit::Client;
@@ -165,7 +166,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Meal>), ApiError> {
     let meal = body.validate()?;
     let profile = users::profile(&state, user.id).await?;
-    let created = insert(&state, &profile, meal, None).await?;
+    let created = insert(&state, &profile, meal).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -187,7 +188,7 @@ pub async fn upload(
         return Err(ApiError::rate_limited(wait));
     }
     let quota = state.config.photo_quota_bytes;
-    let used = photo_bytes_of(&state, user.id).await?;
+    let used = photo_bytes_of(&state.db.pool, user.id).await?;
     if used >= quota {
         return Err(quota_exceeded(used, quota));
     }
@@ -224,7 +225,7 @@ pub async fn upload(
     let profile = users::profile(&state, user.id).await?;
     let (mime, bytes) = (photo.kind.mime(), photo.bytes);
     let stored = photos::store(&state.config.photo_dir, photo).await?;
-    match insert(&state, &profile, meal, Some((&stored, mime, bytes))).await {
+    match insert_within_quota(&state, &profile, meal, (&stored, mime, bytes), quota).await {
         Ok(created) => Ok((StatusCode::CREATED, Json(created))),
         Err(err) => {
             // The row is the truth: a photo without one is garbage.
@@ -234,14 +235,47 @@ pub async fn upload(
     }
 }
 
-/// The bytes of photos `user` keeps.
-async fn photo_bytes_of(state: &AppState, user: i64) -> Result<u64, ApiError> {
+/// Logs a meal with a photo if the user's photos, this one included, stay within `quota`.
+///
+/// The check and the insert are one transaction that begins by taking the user's row lock (an
+/// `UPDATE` that changes nothing: InnoDB still locks the row it matches, SQLite takes its one
+/// write lock), so parallel uploads of one user, on any replica, are checked one after the
+/// other and cannot together go over the quota; other users' uploads do not wait on MySQL.
+async fn insert_within_quota(
+    state: &AppState,
+    user: &User,
+    meal: ValidMeal,
+    photo: (&str, &str, u64),
+    quota: u64,
+) -> Result<Meal, ApiError> {
+    let mut tx = state.db.pool.begin().await?;
+    sqlx::query("UPDATE users SET id = id WHERE id = ?")
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?;
+    let used = photo_bytes_of(&mut *tx, user.id).await?;
+    if used.saturating_add(photo.2) > quota {
+        // Dropping `tx` rolls it back.
+        return Err(quota_exceeded(used, quota));
+    }
+    let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
+    let created = insert_row(&state.db, &mut *tx, user, meal, Some(photo)).await?;
+    tx.commit().await?;
+    cached::forget_meal_day(&state.cache, user.id, day).await;
+    Ok(created)
+}
+
+/// The bytes of photos `user` keeps, read through `executor` (the pool or a transaction).
+async fn photo_bytes_of<'c, E>(executor: E, user: i64) -> Result<u64, ApiError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     // MySQL's SUM is a DECIMAL, which sqlx's Any driver does not decode: cast it back.
     let used: i64 = sqlx::query_scalar(
         "SELECT CAST(COALESCE(SUM(photo_bytes), 0) AS SIGNED) FROM meals WHERE user_id = ?",
     )
     .bind(user)
-    .fetch_one(&state.db.pool)
+    .fetch_one(executor)
     .await?;
     Ok(u64::try_from(used).unwrap_or(0))
 }
@@ -270,13 +304,27 @@ fn parse_field<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, ApiErr
     })
 }
 
-async fn insert(
-    state: &AppState,
+/// Logs a meal (without a photo) and invalidates its day.
+async fn insert(state: &AppState, user: &User, meal: ValidMeal) -> Result<Meal, ApiError> {
+    let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
+    let created = insert_row(&state.db, &state.db.pool, user, meal, None).await?;
+    cached::forget_meal_day(&state.cache, user.id, day).await;
+    Ok(created)
+}
+
+/// The `INSERT` of a meal through `executor` (the pool or a transaction); the caller
+/// invalidates the day once the row is committed.
+async fn insert_row<'c, E>(
+    db: &Database,
+    executor: E,
     user: &User,
     meal: ValidMeal,
     photo: Option<(&str, &str, u64)>,
-) -> Result<Meal, ApiError> {
-    let sql = state.db.insert_sql(
+) -> Result<Meal, ApiError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let sql = db.insert_sql(
         "INSERT INTO meals (user_id, eaten_at, name, calories, protein_g, fat_g, carbs_g, photo, photo_type, photo_bytes, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
@@ -292,9 +340,7 @@ async fn insert(
         .bind(photo.map(|p| p.1.to_owned()))
         .bind(photo.map_or(0, |p| i64::try_from(p.2).unwrap_or(i64::MAX)))
         .bind(Utc::now().timestamp());
-    let id = state.db.insert_returning_id(insert).await?;
-    let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
-    cached::forget_meal_day(&state.cache, user.id, day).await;
+    let id = db.insert_returning_id(executor, insert).await?;
     Ok(Meal {
         id,
         eaten_at: DateTime::from_timestamp(meal.eaten_at.timestamp(), 0).unwrap_or_default(),

@@ -122,7 +122,7 @@ pub async fn insert(
         .bind(new.daily_goal)
         .bind(new.time_zone.name())
         .bind(now.timestamp());
-    let id = match db.insert_returning_id(insert).await {
+    let id = match db.insert_returning_id(&db.pool, insert).await {
         Err(err) if is_unique_violation(&err) => {
             return Err(ApiError::conflict(
                 "an account with this email already exists",

@@ -24,6 +24,7 @@ both_stacks!(
     spellings_of_one_food_search_share_one_cache_entry,
     concurrent_patches_of_different_fields_both_land,
     photo_storage_is_capped_per_user_and_uploads_per_minute,
+    parallel_uploads_cannot_together_exceed_the_quota,
     a_day_loaded_before_a_meal_write_is_not_served_after_it,
 );
 
@@ -457,6 +458,45 @@ async fn photo_storage_is_capped_per_user_and_uploads_per_minute(stack: Stack) {
         before,
         "a partial upload was left behind"
     );
+}
+
+/// Uploads of one user that run at the same time cannot together go over the quota: each
+/// is checked against the photos already committed, one after the other. (Checked once before
+/// the body is read, as before the fix, all eight passed.)
+async fn parallel_uploads_cannot_together_exceed_the_quota(stack: Stack) {
+    let png = support::images::PNG;
+    let quota = 3 * png.len() as u64;
+    let app = TestApp::start_with(stack, |c| {
+        c.photo_quota_bytes = quota;
+        c.uploads_per_minute = 100;
+    })
+    .await;
+    let (token, id) = app.register("parallel-quota@example.com").await;
+    let app = std::sync::Arc::new(app);
+    let mut uploads = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (app, token) = (app.clone(), token.clone());
+        uploads.spawn(async move { upload_photo(&app, &token, png).await.status });
+    }
+    let statuses = uploads.join_all().await;
+    let stored = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::PAYLOAD_TOO_LARGE)
+        .count();
+    assert_eq!((stored, refused), (3, 5), "{statuses:?}");
+    let used: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(photo_bytes), 0) AS SIGNED) FROM meals WHERE user_id = ?",
+    )
+    .bind(id)
+    .fetch_one(&app.state.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(u64::try_from(used).unwrap(), quota);
+    assert_eq!(photo_files(&app), 3, "a refused upload left a file");
 }
 
 /// With RATE_LIMIT_URL on a Redis of its own (noeviction), filling the cache's Redis far past
