@@ -1,8 +1,9 @@
 //! The hardening a security review asked for, each item tested as an attacker would try it:
 //! login throttling per IP (IPv6 per /64) and per email whatever token is sent, the limiter's
 //! in-process fallback when Redis dies, security headers on every response, photos served as
-//! images only, a `/foods` cache that junk spellings cannot fill, and `PATCH /users/me` as one
-//! atomic update.
+//! images only, a `/foods` cache that junk spellings cannot fill, `PATCH /users/me` as one
+//! atomic update, a photo quota that parallel uploads cannot overrun, and a meal delete that
+//! invalidates its day whatever fails after it.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 #[macro_use]
@@ -620,5 +621,64 @@ async fn a_day_loaded_before_a_meal_write_is_not_served_after_it(stack: Stack) {
     assert_eq!(
         day["totals"]["calories"], 700,
         "the day loaded before the write was served after it"
+    );
+}
+
+/// A meal delete invalidates its day even when a step after the `DELETE` fails: everything
+/// that can fail runs before it. The failure is staged in SQLite: a trigger that breaks the
+/// user's row when a meal is deleted, so that loading the profile (not cached, as after its
+/// ten minutes) fails after the row is gone. Before the reorder the profile was loaded after
+/// the `DELETE`: the request failed and the cached day kept listing the deleted meal for an
+/// hour. (SQLite only: MariaDB's strict mode refuses the broken value the trigger writes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meal_delete_invalidates_its_day_even_when_a_later_step_fails() {
+    let app = TestApp::start(Stack::SqliteMemory).await;
+    let (token, id) = app.register("delete-fails@example.com").await;
+    let meal = app
+        .add_meal(&token, json!({"name": "Curry", "calories": 700}))
+        .await;
+    let day = app.get("/meals/daily", Some(&token)).await.json();
+    assert_eq!(day["totals"]["calories"], 700, "the day is now cached");
+    app.state
+        .cache
+        .delete(&calories_app::cached::profile(id))
+        .await
+        .unwrap();
+    let db = &app.state.db.pool;
+    sqlx::query(
+        "CREATE TRIGGER break_profile AFTER DELETE ON meals \
+         BEGIN UPDATE users SET daily_goal = 'broken' WHERE id = OLD.user_id; END",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+
+    let deleted = app
+        .delete(&format!("/meals/{}", meal["id"]), Some(&token))
+        .await;
+    let remaining: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meals WHERE user_id = ?")
+        .bind(id)
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(remaining, 0, "the DELETE ran ({})", deleted.status);
+
+    sqlx::query("DROP TRIGGER break_profile")
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET daily_goal = 2000 WHERE id = ?")
+        .bind(id)
+        .execute(db)
+        .await
+        .unwrap();
+    let day = app.get("/meals/daily", Some(&token)).await.json();
+    assert_eq!(
+        (
+            day["totals"]["calories"].as_i64(),
+            day["meals"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0)),
+        "the cached day still lists the deleted meal: {day}"
     );
 }
