@@ -54,7 +54,7 @@ done
 
 # The keys the pods read from backend-secrets (secretKeyRef): a missing one would leave a pod in
 # CreateContainerConfigError, so check them up front.
-required_keys=(DATABASE_URL CACHE_URL JWT_SECRET REDIS_PASSWORD)
+required_keys=(DATABASE_URL CACHE_URL RATE_LIMIT_URL JWT_SECRET REDIS_PASSWORD)
 case "$env_name" in
     production)
         kustomization="$here"
@@ -111,11 +111,12 @@ kubectl apply -k "$kustomization"
 if [ "$secret_changed" = yes ]; then
     # Pods read the Secret as environment variables at start only.
     echo "==> the Secret changed: restarting the pods that read it"
-    kubectl rollout restart statefulset/redis deployment/backend-api --namespace "$namespace"
+    kubectl rollout restart statefulset/redis statefulset/redis-state deployment/backend-api --namespace "$namespace"
 fi
 
 echo "==> waiting for the rollouts (at most $timeout each)"
 kubectl rollout status statefulset/redis --namespace "$namespace" --timeout "$timeout"
+kubectl rollout status statefulset/redis-state --namespace "$namespace" --timeout "$timeout"
 if [ "$env_name" = test ]; then
     kubectl rollout status statefulset/mysql --namespace "$namespace" --timeout "$timeout"
 fi

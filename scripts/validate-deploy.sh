@@ -325,8 +325,8 @@ mutation "kubernetes-validate on a string where an integer belongs (hpa.yaml min
 mutation "kubernetes-validate on an unknown field (deployment.yaml automountServiceAcountToken)" \
     "$base/deployment.yaml" 's/automountServiceAccountToken:/automountServiceAcountToken:/' \
     kube_validate @FILE@
-mutation "kubernetes-validate on a misspelt nested field (redis.yaml readOnlyRootFileSystem)" \
-    "$base/redis.yaml" 's/readOnlyRootFilesystem:/readOnlyRootFileSystem:/' kube_validate @FILE@
+mutation "kubernetes-validate on a misspelt nested field (redis/redis.yaml readOnlyRootFileSystem)" \
+    "$base/redis/redis.yaml" 's/readOnlyRootFilesystem:/readOnlyRootFileSystem:/' kube_validate @FILE@
 mutation "kubernetes-validate on a kind without a schema (pdb.yaml kind: PodDisruptionBudjet)" \
     "$base/pdb.yaml" 's/kind: PodDisruptionBudget/kind: PodDisruptionBudjet/' kube_validate @FILE@
 mutation "hadolint on a base image without a tag (Dockerfile FROM rust AS chef)" \
@@ -381,8 +381,8 @@ mutation "consistency on an env.prod.sample without TRUST_FORWARDED_FOR" \
     example-app/env.prod.sample '/^TRUST_FORWARDED_FOR=/d' \
     consistency_with example-app/env.prod.sample @FILE@
 mutation "consistency on an image without a tag (redis.yaml image: redis)" \
-    "$base/redis.yaml" 's/image: redis:.*/image: redis/' \
-    consistency_with "$base/redis.yaml" @FILE@
+    "$base/redis/redis.yaml" 's/image: redis:.*/image: redis/' \
+    consistency_with "$base/redis/redis.yaml" @FILE@
 mutation "consistency on a .dockerignore that leaves Cargo.lock out of the build context" \
     .dockerignore '1a Cargo.lock' consistency_with .dockerignore @FILE@
 # A kustomization is judged with the files beside it, so this case copies its folder.
@@ -472,7 +472,7 @@ behaves "deploy.sh production applies k8s-example and waits for the API" ok \
     "rollout status deployment/backend-api" "statefulset/mysql" \
     env PATH="$stub_path" "$deploy" production
 behaves "deploy.sh --secrets-env creates the Secret from the env file, then restarts" ok \
-    "rollout restart statefulset/redis deployment/backend-api" "" \
+    "rollout restart statefulset/redis statefulset/redis-state deployment/backend-api" "" \
     env PATH="$stub_path" "$deploy" production --secrets-env "$scratch/secrets.env"
 behaves "deploy.sh stops before applying when the Secret is missing" fail "" "apply -k" \
     env PATH="$stub_path" STUB_NO_SECRET=1 "$deploy" production

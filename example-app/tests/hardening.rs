@@ -290,7 +290,7 @@ fn acl_rules(file: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deploy_files_redis_acl_user_runs_the_app_and_nothing_more() {
     let compose = include_str!("../docker-compose.yml");
-    let k8s = include_str!("../../k8s-example/base/redis.yaml");
+    let k8s = include_str!("../../k8s-example/base/redis/redis.yaml");
     let rules = acl_rules(compose);
     assert_eq!(rules, acl_rules(k8s), "compose and Kubernetes disagree");
 
@@ -518,17 +518,18 @@ async fn parallel_uploads_cannot_together_exceed_the_quota(stack: Stack) {
     assert_eq!(photo_files(&app), 3, "a refused upload left a file");
 }
 
-/// With RATE_LIMIT_URL on a Redis of its own (noeviction), filling the cache's Redis far past
-/// its maxmemory (allkeys-lru, as deployed) evicts cache entries but cannot reset a client's
-/// budget.
+/// With RATE_LIMIT_URL on a Redis of its own (noeviction, as Compose and Kubernetes deploy
+/// it), filling the cache's Redis far past its maxmemory (allkeys-lru, as deployed) evicts
+/// cache entries but can neither reset a client's budget nor sign a user out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_pressure_cannot_evict_the_rate_limit_counters() {
+    let (cache_policy, state_policy) = deployed_eviction_policies();
     let limits = support::RedisServer::start();
     let mut limits_admin = limits.connection();
     let () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("maxmemory-policy")
-        .arg("noeviction")
+        .arg(&state_policy)
         .query(&mut limits_admin)
         .unwrap();
     let app = TestApp::start_with(Stack::MariaDbRedis, |c| {
@@ -536,6 +537,14 @@ async fn cache_pressure_cannot_evict_the_rate_limit_counters() {
         c.rate_limit_anon_per_minute = 3;
     })
     .await;
+    // A session, on RATE_LIMIT_URL's Redis too: it must outlive the pressure as well. (From
+    // another address, so that the budget below stays untouched.)
+    let body = json!({"email": "pressure@example.com", "password": "correct horse battery"});
+    let registered = post_from(&app, "203.0.113.9", "/auth/register", None, body.clone()).await;
+    assert_eq!(registered.status, StatusCode::CREATED);
+    let pair = post_from(&app, "203.0.113.9", "/auth/login", None, body)
+        .await
+        .json();
     for _ in 0..2 {
         assert_eq!(app.get("/foods?q=egg", None).await.status, StatusCode::OK);
     }
@@ -559,7 +568,7 @@ async fn cache_pressure_cannot_evict_the_rate_limit_counters() {
         .arg("maxmemory")
         .arg(used + 2 * 1024 * 1024)
         .arg("maxmemory-policy")
-        .arg("allkeys-lru")
+        .arg(&cache_policy)
         .query(&mut cache_admin)
         .unwrap();
     let filler = vec![b'x'; 16 * 1024];
@@ -588,6 +597,52 @@ async fn cache_pressure_cannot_evict_the_rate_limit_counters() {
         StatusCode::TOO_MANY_REQUESTS,
         "the budget was reset"
     );
+    let refresh = json!({"refresh_token": pair["refresh_token"]});
+    let refreshed = post_from(&app, "203.0.113.9", "/auth/refresh", None, refresh).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "the session was evicted");
+}
+
+/// The `maxmemory-policy` of the cache's Redis and of the state Redis (counters and sessions,
+/// `RATE_LIMIT_URL`) as Compose and Kubernetes deploy them; both files must agree, and both
+/// must point the app's `RATE_LIMIT_URL` at the state Redis.
+fn deployed_eviction_policies() -> (String, String) {
+    let compose = include_str!("../docker-compose.yml");
+    let env = include_str!("../env.prod.sample");
+    let k8s_cache = include_str!("../../k8s-example/base/redis/redis.yaml");
+    let k8s_state = include_str!("../../k8s-example/base/redis-state/kustomization.yaml");
+    let k8s_secrets = include_str!("../../k8s-example/secrets.yaml.example");
+    let values = |file: &str, prefix: &str| -> Vec<String> {
+        file.lines()
+            .filter_map(|l| l.trim().strip_prefix(prefix))
+            .map(|v| v.trim().to_owned())
+            .collect()
+    };
+    // Compose: the cache's service first, then redis-state's override.
+    let compose_policies = values(compose, "REDIS_EVICTION:");
+    let [cache, state] = compose_policies.as_slice() else {
+        panic!("expected two REDIS_EVICTION settings in docker-compose.yml: {compose_policies:?}");
+    };
+    assert_eq!(
+        values(k8s_cache, "maxmemory-policy "),
+        std::slice::from_ref(cache)
+    );
+    assert_eq!(
+        values(k8s_state, "maxmemory-policy "),
+        std::slice::from_ref(state)
+    );
+    assert!(
+        values(env, "RATE_LIMIT_URL=")
+            .iter()
+            .any(|u| u.contains("@redis-state:")),
+        "env.prod.sample's RATE_LIMIT_URL does not name redis-state"
+    );
+    assert!(
+        values(k8s_secrets, "RATE_LIMIT_URL:")
+            .iter()
+            .any(|u| u.contains("@redis-service-state:")),
+        "secrets.yaml.example's RATE_LIMIT_URL does not name redis-service-state"
+    );
+    (cache.clone(), state.clone())
 }
 
 /// The cache-aside race (issue 17, point 5): a read of the day whose load began before a meal

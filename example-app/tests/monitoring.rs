@@ -227,7 +227,7 @@ const EXPORTER_PASSWORD: &str = "exporter-test-password";
 /// Redis started from them has it.
 fn add_exporter_user(redis: &RedisServer) {
     let compose = exporter_rules(include_str!("../docker-compose.yml"));
-    let k8s = exporter_rules(include_str!("../../k8s-example/base/redis.yaml"));
+    let k8s = exporter_rules(include_str!("../../k8s-example/base/redis/redis.yaml"));
     assert_eq!(
         compose, k8s,
         "compose and Kubernetes give the exporter different rules"
