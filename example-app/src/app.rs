@@ -66,6 +66,14 @@ impl AppState {
         // Before the cache, so that its metric handles register with the recorder.
         let _ = telemetry::prometheus();
         let db = Database::connect(&config.database_url, config.database_max_connections).await?;
+        let db = match config.database_read_url.as_deref() {
+            Some(url) => db.with_replica(
+                url,
+                config.database_read_max_connections,
+                config.read_your_writes,
+            )?,
+            None => db,
+        };
         let tls_roots = match &config.cache_tls_ca_file {
             Some(file) => Some(std::fs::read(file).with_context(|| {
                 format!(
