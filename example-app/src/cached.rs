@@ -6,7 +6,6 @@
 //! | `profile:{user}` | `GET /users/me` | 10 min | | `PATCH /users/me` (delete) |
 //! | `daily:{user}:{date}` | `GET /meals/daily` for one local day | 1 h | `user:{user}`, `day:{user}:{date}` | a meal written or deleted on that day (delete and tag `day:{user}:{date}`); `PATCH /users/me` (tag `user:{user}`) |
 //! | `user_stats:{user}:{days}:{today}` | `GET /stats` (`#[cache_result]`) | 30 min | `user:{user}`, `stats:{user}` | any meal write (tag `stats:{user}`); `PATCH /users/me` (tag `user:{user}`) |
-//! | `wrote:{user}` | the read-your-writes marker of [`crate::replica`] (only with `DATABASE_READ_URL`) | `READ_YOUR_WRITES_SECONDS` | | expires |
 //! | `http:..` | `GET /foods` responses (the HTTP layer) | `max-age` | | never written by users |
 //!
 //! Tags make "everything about this user" one O(1) write (`invalidate_tag`), where a pattern
@@ -38,12 +37,6 @@ pub fn profile(user: i64) -> Key {
 #[must_use]
 pub fn daily(user: i64, date: NaiveDate) -> Key {
     key!("daily", user, date)
-}
-
-/// The key of a user's read-your-writes marker: while it lives, their reads go to the primary.
-#[must_use]
-pub fn wrote(user: i64) -> Key {
-    key!("wrote", user)
 }
 
 /// The prefix `#[cache_result]` puts before the stats' arguments.

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cache_core::Cache;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::redis_conn::SharedRedis;
 use crate::replica::Replica;
 
 /// The food table's rows, shipped in the binary so an image needs no data files.
@@ -111,7 +111,8 @@ impl Database {
 
     /// Adds the read replica at `url` (`DATABASE_READ_URL`), a MySQL or MariaDB replica of this
     /// (MySQL) database, with a pool of `max_connections`; a user who wrote reads from the
-    /// primary for `read_your_writes`.
+    /// primary for `read_your_writes`, on every app replica sharing the Redis `markers` (the
+    /// rate limiter's), or on this one only without it.
     ///
     /// The pool connects lazily, so a replica that is down at start only sends reads to the
     /// primary (see [`crate::replica`]); it is never migrated (replication brings the schema).
@@ -121,7 +122,7 @@ impl Database {
     /// use std::time::Duration;
     /// let db = calories_app::db::Database::connect("mysql://app:pw@primary/calories", 25)
     ///     .await?
-    ///     .with_replica("mysql://app:pw@replica/calories", 25, Duration::from_secs(5))?;
+    ///     .with_replica("mysql://app:pw@replica/calories", 25, Duration::from_secs(5), None)?;
     /// assert!(db.replica().is_some());
     /// # Ok(()) }
     /// ```
@@ -133,6 +134,7 @@ impl Database {
         url: &str,
         max_connections: u32,
         read_your_writes: Duration,
+        markers: Option<SharedRedis>,
     ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             Dialect::of(url)? == Dialect::MySql && self.dialect == Dialect::MySql,
@@ -146,7 +148,7 @@ impl Database {
             .acquire_timeout(crate::replica::REPLICA_ACQUIRE_TIMEOUT)
             .connect_lazy(&url)
             .with_context(|| format!("DATABASE_READ_URL {} is not usable", redact(&url)))?;
-        self.replica = Some(Arc::new(Replica::new(pool, read_your_writes)));
+        self.replica = Some(Arc::new(Replica::new(pool, read_your_writes, markers)));
         Ok(self)
     }
 
@@ -167,9 +169,8 @@ impl Database {
     /// let dir = tempfile::tempdir().unwrap();
     /// let url = format!("sqlite://{}/c.db", dir.path().display());
     /// let db = calories_app::db::Database::connect(&url, 2).await.unwrap();
-    /// let cache = cache_core::Cache::memory();
     /// let foods: i64 = db
-    ///     .read(&cache, None, |pool| async move {
+    ///     .read(None, |pool| async move {
     ///         sqlx::query_scalar("SELECT COUNT(*) FROM foods").fetch_one(&pool).await
     ///     })
     ///     .await
@@ -180,18 +181,13 @@ impl Database {
     ///
     /// # Errors
     /// The query's error on the pool that answered last.
-    pub async fn read<T, F, Fut>(
-        &self,
-        cache: &Cache,
-        user: Option<i64>,
-        query: F,
-    ) -> Result<T, sqlx::Error>
+    pub async fn read<T, F, Fut>(&self, user: Option<i64>, query: F) -> Result<T, sqlx::Error>
     where
         F: Fn(AnyPool) -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
         match &self.replica {
-            Some(replica) => replica.read(&self.pool, cache, user, query).await,
+            Some(replica) => replica.read(&self.pool, user, query).await,
             None => query(self.pool.clone()).await,
         }
     }
@@ -205,12 +201,12 @@ impl Database {
     /// let dir = tempfile::tempdir().unwrap();
     /// let url = format!("sqlite://{}/c.db", dir.path().display());
     /// let db = calories_app::db::Database::connect(&url, 2).await.unwrap();
-    /// db.wrote(&cache_core::Cache::memory(), 7).await; // no replica: nothing to remember
+    /// db.wrote(7).await; // no replica: nothing to remember
     /// # });
     /// ```
-    pub async fn wrote(&self, cache: &Cache, user: i64) {
+    pub async fn wrote(&self, user: i64) {
         if let Some(replica) = &self.replica {
-            replica.wrote(cache, user).await;
+            replica.wrote(user).await;
         }
     }
 

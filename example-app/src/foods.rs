@@ -158,7 +158,7 @@ pub async fn search(
     let (starts, word_starts) = (&starts, &word_starts);
     let (total, rows) = state
         .db
-        .read(&state.cache, None, |pool| async move {
+        .read(None, |pool| async move {
             let total: i64 =
                 sqlx::query_scalar(&format!("SELECT COUNT(*) FROM foods {FILTER}"))
                     .bind(starts)

@@ -294,7 +294,7 @@ async fn insert(
         .bind(Utc::now().timestamp());
     let id = state.db.insert_returning_id(insert).await?;
     // Before the invalidation: a day reloaded after it must come from the primary.
-    state.db.wrote(&state.cache, user.id).await;
+    state.db.wrote(user.id).await;
     let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
     cached::forget_meal_day(&state.cache, user.id, day).await;
     Ok(Meal {
@@ -348,7 +348,7 @@ pub async fn list(
     let user_id = user.id;
     let (total, rows) = state
         .db
-        .read(&state.cache, Some(user_id), |pool| async move {
+        .read(Some(user_id), |pool| async move {
             // One pool for both, so the count and the page agree.
             let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meals WHERE user_id = ?")
                 .bind(user_id)
@@ -394,7 +394,7 @@ async fn find(
     let row = if for_write {
         query(state.db.pool.clone()).await?
     } else {
-        state.db.read(&state.cache, Some(user), query).await?
+        state.db.read(Some(user), query).await?
     };
     let row = row.ok_or_else(|| ApiError::not_found(format!("meal {id} does not exist")))?;
     let photo: Option<String> = row.try_get("photo")?;
@@ -466,7 +466,7 @@ pub async fn delete(
     if deleted.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("meal {id} does not exist")));
     }
-    state.db.wrote(&state.cache, user.id).await;
+    state.db.wrote(user.id).await;
     cached::forget_meal_day(&state.cache, user.id, day).await;
     if let Some((file, _)) = photo {
         photos::remove(&state.config.photo_dir, &file).await;
@@ -573,7 +573,7 @@ async fn load_day(
     // reads the primary, so the day it caches holds the write.
     let rows = state
         .db
-        .read(&state.cache, Some(user_id), |pool| async move {
+        .read(Some(user_id), |pool| async move {
             sqlx::query(&format!(
                 "SELECT {MEAL_COLUMNS} FROM meals WHERE user_id = ? AND eaten_at >= ? AND eaten_at < ? ORDER BY eaten_at, id"
             ))

@@ -16,9 +16,14 @@
 //! # Read-your-writes: a per-user marker, not GTID
 //!
 //! After a user's write commits, [`Database::wrote`](crate::db::Database::wrote) records a
-//! marker that lives `READ_YOUR_WRITES_SECONDS`: in this process (a map lookup) and in the shared
-//! cache under `wrote:{user}` (so a write served by one app replica sends that user's reads on
-//! every app replica to the primary). The marker is set *before* the write's cache
+//! marker that lives `READ_YOUR_WRITES_SECONDS`: in this process (a map lookup) and, when the
+//! app has a Redis, under `calories:wrote:{user}` in the Redis of the rate limiter and the
+//! sessions (`RATE_LIMIT_URL`, else `CACHE_URL`), so a write served by one app replica sends
+//! that user's reads on every app replica to the primary. Not in the cache: a cache Redis
+//! evicts keys under pressure (an evicted marker is a stale read), and marker lookups would
+//! count as cache misses and sink the hit ratio the alerts watch. A marker that cannot be read
+//! (Redis down or slower than [`MARKER_BUDGET`]) sends the read to the primary: correct, only
+//! slower. The marker is set *before* the write's cache
 //! invalidation, and the cached reads' loaders choose their pool when they run, so a day or a
 //! stat reloaded after a write comes from the primary and the cache never stores a day without
 //! the meal just logged (a load that had already chosen the replica before the write is caught
@@ -28,7 +33,7 @@
 //! `MASTER_GTID_WAIT` on the replica before reading), is exact whatever the lag but needs every
 //! write to run on a held connection and every marked read to wait on the replica; it is
 //! MariaDB-only (MySQL spells it `WAIT_FOR_EXECUTED_GTID_SET`). The marker works for every
-//! write path as it is, costs one cache read per routed read, and its one assumption is stated
+//! write path as it is, costs one Redis `GET` per routed read, and its one assumption is stated
 //! here: **the replica's lag must stay under `READ_YOUR_WRITES_SECONDS`**. A replica lagging
 //! longer can show (and cache) a day without a meal written more than the window ago; alert on
 //! replication lag (`Seconds_Behind_Master`) well under the window, or raise the window.
@@ -54,8 +59,9 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cache_core::Cache;
 use sqlx::AnyPool;
+
+use crate::redis_conn::SharedRedis;
 
 /// The longest a read waits for a replica connection before the primary answers instead.
 pub const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -66,6 +72,9 @@ pub const REPLICA_RETRY: Duration = Duration::from_secs(5);
 /// The default of `READ_YOUR_WRITES_SECONDS`.
 pub const DEFAULT_READ_YOUR_WRITES: Duration = Duration::from_secs(5);
 
+/// The longest a marker lookup or store in Redis may take.
+pub const MARKER_BUDGET: Duration = Duration::from_millis(250);
+
 /// Local markers kept before the expired ones are swept.
 const SWEEP_AT: usize = 4096;
 
@@ -74,18 +83,31 @@ const SWEEP_AT: usize = 4096;
 pub struct Replica {
     pool: AnyPool,
     window: Duration,
+    shared: Option<SharedRedis>,
     down_until: Mutex<Option<Instant>>,
     writers: Mutex<HashMap<i64, Instant>>,
 }
 
 impl Replica {
-    /// A replica over `pool`; a user who wrote reads from the primary for `window`.
+    /// A replica over `pool`; a user who wrote reads from the primary for `window`, on every
+    /// app replica that shares the Redis `shared`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// sqlx::any::install_default_drivers();
+    /// let pool = sqlx::any::AnyPoolOptions::new().connect_lazy("sqlite::memory:").unwrap();
+    /// let replica = calories_app::replica::Replica::new(pool, Duration::from_secs(5), None);
+    /// assert_eq!(replica.window(), Duration::from_secs(5));
+    /// # });
+    /// ```
     #[must_use]
-    pub fn new(pool: AnyPool, window: Duration) -> Self {
+    pub fn new(pool: AnyPool, window: Duration, shared: Option<SharedRedis>) -> Self {
         metrics::gauge!("db_replica_up").set(1.0);
         Self {
             pool,
             window,
+            shared,
             down_until: Mutex::new(None),
             writers: Mutex::new(HashMap::new()),
         }
@@ -103,8 +125,8 @@ impl Replica {
         self.window
     }
 
-    /// Records that `user` just wrote: here, and in `cache` for the other app replicas.
-    pub async fn wrote(&self, cache: &Cache, user: i64) {
+    /// Records that `user` just wrote: here, and in Redis for the other app replicas.
+    pub async fn wrote(&self, user: i64) {
         let now = Instant::now();
         if let Ok(mut writers) = self.writers.lock() {
             if writers.len() >= SWEEP_AT {
@@ -112,18 +134,24 @@ impl Replica {
             }
             writers.insert(user, now + self.window);
         }
-        if let Err(err) = cache
-            .set(crate::cached::wrote(user), &true, self.window)
-            .await
-        {
+        let Some(redis) = &self.shared else { return };
+        let millis = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        let set = redis::cmd("SET")
+            .arg(marker_key(user))
+            .arg(1)
+            .arg("PX")
+            .arg(millis)
+            .to_owned();
+        let stored = tokio::time::timeout(MARKER_BUDGET, redis.query::<()>(&set)).await;
+        if !matches!(stored, Ok(Ok(()))) {
             // This replica still routes the user to the primary; the others may not.
-            tracing::warn!(error = %err, user, "cannot share the read-your-writes marker");
+            tracing::warn!(user, "cannot share the read-your-writes marker in Redis");
         }
     }
 
-    /// Whether `user`'s reads must see the primary: a live marker here or in `cache`. A cache
+    /// Whether `user`'s reads must see the primary: a live marker here or in Redis. A Redis
     /// that cannot be asked sends the read to the primary (correct, only slower).
-    async fn must_read_primary(&self, cache: &Cache, user: i64) -> bool {
+    async fn must_read_primary(&self, user: i64) -> bool {
         let now = Instant::now();
         let local = self
             .writers
@@ -132,10 +160,12 @@ impl Replica {
         if local {
             return true;
         }
-        !matches!(
-            cache.get::<bool>(crate::cached::wrote(user)).await,
-            Ok(None)
-        )
+        let Some(redis) = &self.shared else {
+            return false;
+        };
+        let get = redis::cmd("GET").arg(marker_key(user)).to_owned();
+        let marker = tokio::time::timeout(MARKER_BUDGET, redis.query::<Option<u8>>(&get)).await;
+        !matches!(marker, Ok(Ok(None)))
     }
 
     fn is_down(&self) -> bool {
@@ -168,7 +198,6 @@ impl Replica {
     pub(crate) async fn read<T, F, Fut>(
         &self,
         primary: &AnyPool,
-        cache: &Cache,
         user: Option<i64>,
         query: F,
     ) -> Result<T, sqlx::Error>
@@ -177,7 +206,7 @@ impl Replica {
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
         let own_write = match user {
-            Some(user) => self.must_read_primary(cache, user).await,
+            Some(user) => self.must_read_primary(user).await,
             None => false,
         };
         if own_write {
@@ -206,6 +235,11 @@ impl Replica {
             }
         }
     }
+}
+
+/// The Redis key of `user`'s marker (in the `calories*` keys the app's ACL user may touch).
+fn marker_key(user: i64) -> String {
+    format!("calories:wrote:{user}")
 }
 
 fn fallback(reason: &'static str) {

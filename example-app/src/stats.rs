@@ -104,7 +104,7 @@ pub async fn user_stats(
     // Routed when the load runs: a user who just wrote reads (and caches) the primary's.
     let rows = state
         .db
-        .read(&state.cache, Some(user_id), |pool| async move {
+        .read(Some(user_id), |pool| async move {
             sqlx::query(
                 "SELECT eaten_at, calories, protein_g, fat_g, carbs_g FROM meals \
                  WHERE user_id = ? AND eaten_at >= ? AND eaten_at < ?",

@@ -194,9 +194,7 @@ pub async fn profile(state: &AppState, id: i64) -> Result<User, ApiError> {
             // Routed when the load runs: a user who just wrote reads (and caches) the primary's.
             state
                 .db
-                .read(&state.cache, Some(id), |pool| async move {
-                    fetch(&pool, id).await
-                })
+                .read(Some(id), |pool| async move { fetch(&pool, id).await })
                 .await?
                 .ok_or_else(gone)
         })
@@ -259,7 +257,7 @@ pub async fn update_me(
     .bind(user.id)
     .execute(&state.db.pool)
     .await?;
-    state.db.wrote(&state.cache, user.id).await;
+    state.db.wrote(user.id).await;
     // The goal and the time zone shape every day and every stat: drop them all.
     cached::forget_user(&state.cache, user.id).await;
     // Read from the database, not through the cache: a read-through here could join (or
