@@ -242,20 +242,7 @@ impl MariaDb {
                 args.push("--user=root".into());
             }
             let log_file = File::create(&log).expect("create mariadbd.log inside the TempDir");
-            let log_err = log_file.try_clone().expect("clone mariadbd.log handle");
-            let supervisor = Command::new("sh")
-                .arg("-c")
-                .arg(SUPERVISOR)
-                .arg("mariadb-supervisor")
-                .arg(dir.path())
-                .arg(&mariadbd)
-                .args(&args)
-                .stdin(Stdio::piped())
-                .stdout(log_file)
-                .stderr(log_err)
-                .process_group(0)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot spawn `sh` to supervise mariadbd: {e}"));
+            let supervisor = spawn_supervised(dir.path(), &mariadbd, &args, log_file);
 
             let mut server = Server::new(supervisor, pid_file.clone());
             let spawn_args = args;
@@ -441,20 +428,7 @@ impl MariaDb {
             .append(true)
             .open(&self.log)
             .expect("open mariadbd.log to append");
-        let log_err = log_file.try_clone().expect("clone mariadbd.log handle");
-        let supervisor = Command::new("sh")
-            .arg("-c")
-            .arg(SUPERVISOR)
-            .arg("mariadb-supervisor")
-            .arg(self.dir.path())
-            .arg(&self.mariadbd)
-            .args(&self.args)
-            .stdin(Stdio::piped())
-            .stdout(log_file)
-            .stderr(log_err)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn `sh` to supervise mariadbd: {e}"));
+        let supervisor = spawn_supervised(self.dir.path(), &self.mariadbd, &self.args, log_file);
         self.server = Server::new(supervisor, self.pid_file.clone());
         if let Err(err) = wait_until_ready(&mut self.server, &self.client, &self.socket, &self.log)
         {
@@ -564,6 +538,24 @@ impl Client {
             ))
         }
     }
+}
+
+/// Starts `mariadbd args` under the [`SUPERVISOR`] of `dir`, logging to `log`.
+fn spawn_supervised(dir: &Path, mariadbd: &Path, args: &[String], log: File) -> Child {
+    let log_err = log.try_clone().expect("clone mariadbd.log handle");
+    Command::new("sh")
+        .arg("-c")
+        .arg(SUPERVISOR)
+        .arg("mariadb-supervisor")
+        .arg(dir)
+        .arg(mariadbd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn `sh` to supervise mariadbd: {e}"))
 }
 
 /// Polls until the server answers over TCP, exits, or the deadline passes;
