@@ -97,12 +97,26 @@ impl AppState {
             .rate_limit_url
             .as_deref()
             .or(config.cache_url.as_deref());
-        let limiter = match limiter_url {
+        let limiter_redis = match limiter_url {
             Some(url) if url.starts_with("redis") => {
-                let conn = SharedRedis::connect(url, tls_roots.as_deref()).await?;
-                RateLimiter::redis(conn, config.limits())
+                Some(SharedRedis::connect(url, tls_roots.as_deref()).await?)
             }
-            _ => RateLimiter::local(config.limits()),
+            _ => None,
+        };
+        let limiter = match &limiter_redis {
+            Some(conn) => RateLimiter::redis(conn.clone(), config.limits()),
+            None => RateLimiter::local(config.limits()),
+        };
+        // Read-your-writes markers beside the limiter's counters: a Redis that does not evict
+        // them, shared by every app replica (see crate::replica).
+        let db = match config.database_read_url.as_deref() {
+            Some(url) => db.with_replica(
+                url,
+                config.database_read_max_connections,
+                config.read_your_writes,
+                limiter_redis,
+            )?,
+            None => db,
         };
         // Sessions live beside the limiter's counters: a Redis that does not evict them.
         let sessions = match limiter_url {

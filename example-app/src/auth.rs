@@ -429,6 +429,8 @@ pub async fn register(
     state.limiter.check_auth(from, &body.email).await?;
     let new = NewUser::validate(body)?;
     let user = users::insert(&state.db, &state.hashing, new).await?;
+    // The account may not have reached a read replica when its first request comes.
+    state.db.wrote(user.id).await;
     let token = new_session(&state, user.id, from, &headers).await?;
     Ok((StatusCode::CREATED, Json(RegisterResponse { user, token })))
 }

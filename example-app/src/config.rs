@@ -86,6 +86,15 @@ pub struct Config {
     pub database_url: String,
     /// `DATABASE_MAX_CONNECTIONS`: the pool's size; default 25.
     pub database_max_connections: u32,
+    /// `DATABASE_READ_URL`: a MySQL/MariaDB read replica of `DATABASE_URL` (`mysql://..`);
+    /// unset, every read goes to `DATABASE_URL`. See [`crate::replica`].
+    pub database_read_url: Option<String>,
+    /// `DATABASE_READ_MAX_CONNECTIONS`: the replica pool's size; default
+    /// `DATABASE_MAX_CONNECTIONS`.
+    pub database_read_max_connections: u32,
+    /// `READ_YOUR_WRITES_SECONDS`: how long after a write a user's reads go to the primary
+    /// rather than the replica; default 5. Must exceed the replica's lag.
+    pub read_your_writes: Duration,
     /// `CACHE_URL`: `redis://..` for a shared cache; unset, the in-process memory cache; `none`,
     /// no cache at all (every read goes to the database).
     pub cache_url: Option<String>,
@@ -144,6 +153,9 @@ impl Default for Config {
             bind_addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
             database_url: "sqlite://data/calories.db".to_owned(),
             database_max_connections: 25,
+            database_read_url: None,
+            database_read_max_connections: 25,
+            read_your_writes: crate::replica::DEFAULT_READ_YOUR_WRITES,
             cache_url: None,
             cache_local_tier: None,
             jwt_secret: DEV_JWT_SECRET.to_owned(),
@@ -204,18 +216,27 @@ impl Config {
             Some(other) => bail!("APP_ENV {other:?}: expected \"development\" or \"production\""),
         };
         let jwt_secret = var("JWT_SECRET").unwrap_or(defaults.jwt_secret);
+        let database_max_connections =
+            parse(&var, "DATABASE_MAX_CONNECTIONS", "a pool size such as 25")?
+                .filter(|n| *n > 0)
+                .unwrap_or(defaults.database_max_connections);
         Ok(Self {
             environment,
             bind_addr: parse(&var, "BIND_ADDR", "an address such as 0.0.0.0:8000")?
                 .unwrap_or(defaults.bind_addr),
             database_url: var("DATABASE_URL").unwrap_or(defaults.database_url),
-            database_max_connections: parse(
+            database_max_connections,
+            database_read_url: var("DATABASE_READ_URL"),
+            database_read_max_connections: parse(
                 &var,
-                "DATABASE_MAX_CONNECTIONS",
+                "DATABASE_READ_MAX_CONNECTIONS",
                 "a pool size such as 25",
             )?
             .filter(|n| *n > 0)
-            .unwrap_or(defaults.database_max_connections),
+            .unwrap_or(database_max_connections),
+            read_your_writes: parse(&var, "READ_YOUR_WRITES_SECONDS", "seconds such as 5")?
+                .filter(|s| *s > 0)
+                .map_or(defaults.read_your_writes, Duration::from_secs),
             cache_local_tier: local_tier(&var)?,
             cache_url: var("CACHE_URL"),
             jwt_secret,
@@ -469,5 +490,24 @@ mod tests {
         assert_eq!(c.cache_url, None);
         assert_eq!(c.bind_addr.port(), 9000);
         assert_eq!(c.database_max_connections, 25);
+        assert_eq!(c.database_read_url, None);
+        assert_eq!(c.read_your_writes, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_replica_pool_defaults_to_the_primary_pool_size() {
+        let c = config(&[
+            ("DATABASE_MAX_CONNECTIONS", "40"),
+            ("DATABASE_READ_URL", "mysql://app:pw@replica/calories"),
+            ("READ_YOUR_WRITES_SECONDS", "9"),
+        ])
+        .unwrap();
+        assert_eq!(c.database_read_max_connections, 40);
+        assert_eq!(c.read_your_writes, Duration::from_secs(9));
+        let err = config(&[("READ_YOUR_WRITES_SECONDS", "soon")]).unwrap_err();
+        assert!(
+            err.to_string().contains("READ_YOUR_WRITES_SECONDS"),
+            "{err}"
+        );
     }
 }

@@ -4,13 +4,21 @@
 //! One code path serves both databases: queries use `?` placeholders and the types both drivers
 //! share (BIGINT, DOUBLE, text; times as Unix seconds), so a test run on SQLite says something
 //! about MySQL too. `scripts/test.sh` runs every HTTP test on both.
+//!
+//! With `DATABASE_READ_URL`, a MySQL/MariaDB replica answers the reads that
+//! [`Database::read`] routes to it; see [`crate::replica`] for the rules.
 
+use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
+
+use crate::redis_conn::SharedRedis;
+use crate::replica::Replica;
 
 /// The food table's rows, shipped in the binary so an image needs no data files.
 const FOODS_CSV: &str = include_str!("../data/foods.csv");
@@ -49,13 +57,16 @@ impl Dialect {
     }
 }
 
-/// The pool and what kind of database is behind it.
+/// The pool and what kind of database is behind it, plus the read replica when there is one.
 #[derive(Debug, Clone)]
 pub struct Database {
-    /// The connection pool.
+    /// The connection pool of the primary: every write and transaction, and the reads a write
+    /// depends on.
     pub pool: AnyPool,
     /// SQLite or MySQL.
     pub dialect: Dialect,
+    /// `DATABASE_READ_URL`'s replica, if set.
+    replica: Option<Arc<Replica>>,
 }
 
 impl Database {
@@ -88,10 +99,115 @@ impl Database {
             .connect(&url)
             .await
             .with_context(|| format!("cannot connect to the database at {}", redact(&url)))?;
-        let db = Self { pool, dialect };
+        let db = Self {
+            pool,
+            dialect,
+            replica: None,
+        };
         db.migrate().await?;
         db.load_foods().await?;
         Ok(db)
+    }
+
+    /// Adds the read replica at `url` (`DATABASE_READ_URL`), a MySQL or MariaDB replica of this
+    /// (MySQL) database, with a pool of `max_connections`; a user who wrote reads from the
+    /// primary for `read_your_writes`, on every app replica sharing the Redis `markers` (the
+    /// rate limiter's), or on this one only without it.
+    ///
+    /// The pool connects lazily, so a replica that is down at start only sends reads to the
+    /// primary (see [`crate::replica`]); it is never migrated (replication brings the schema).
+    ///
+    /// ```no_run
+    /// # async fn run() -> anyhow::Result<()> {
+    /// use std::time::Duration;
+    /// let db = calories_app::db::Database::connect("mysql://app:pw@primary/calories", 25)
+    ///     .await?
+    ///     .with_replica("mysql://app:pw@replica/calories", 25, Duration::from_secs(5), None)?;
+    /// assert!(db.replica().is_some());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// A URL that is not `mysql:`/`mariadb:`, or a primary that is SQLite.
+    pub fn with_replica(
+        mut self,
+        url: &str,
+        max_connections: u32,
+        read_your_writes: Duration,
+        markers: Option<SharedRedis>,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            Dialect::of(url)? == Dialect::MySql && self.dialect == Dialect::MySql,
+            "DATABASE_READ_URL {:?} must be a mysql: or mariadb: replica of a mysql: or \
+             mariadb: DATABASE_URL; unset it for SQLite",
+            redact(url)
+        );
+        let url = url.replacen("mariadb:", "mysql:", 1);
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(crate::replica::REPLICA_ACQUIRE_TIMEOUT)
+            .connect_lazy(&url)
+            .with_context(|| format!("DATABASE_READ_URL {} is not usable", redact(&url)))?;
+        self.replica = Some(Arc::new(Replica::new(pool, read_your_writes, markers)));
+        Ok(self)
+    }
+
+    /// The read replica, when `DATABASE_READ_URL` names one.
+    #[must_use]
+    pub fn replica(&self) -> Option<&Replica> {
+        self.replica.as_deref()
+    }
+
+    /// Runs the read `query` on the pool [`crate::replica`] picks for `user` (`None` for a
+    /// read that is the same for everyone): the primary when there is no replica, when `user`
+    /// wrote within the read-your-writes window or when the replica is down; else the replica,
+    /// with the primary answering if it fails. `query` may therefore run twice: it must only
+    /// read.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let url = format!("sqlite://{}/c.db", dir.path().display());
+    /// let db = calories_app::db::Database::connect(&url, 2).await.unwrap();
+    /// let foods: i64 = db
+    ///     .read(None, |pool| async move {
+    ///         sqlx::query_scalar("SELECT COUNT(*) FROM foods").fetch_one(&pool).await
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// assert!(foods > 0);
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// The query's error on the pool that answered last.
+    pub async fn read<T, F, Fut>(&self, user: Option<i64>, query: F) -> Result<T, sqlx::Error>
+    where
+        F: Fn(AnyPool) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        match &self.replica {
+            Some(replica) => replica.read(&self.pool, user, query).await,
+            None => query(self.pool.clone()).await,
+        }
+    }
+
+    /// Records that `user` just wrote, so that their reads see the primary for the
+    /// read-your-writes window; call it after the write commits and before the cache is
+    /// invalidated. Does nothing without a replica.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let url = format!("sqlite://{}/c.db", dir.path().display());
+    /// let db = calories_app::db::Database::connect(&url, 2).await.unwrap();
+    /// db.wrote(7).await; // no replica: nothing to remember
+    /// # });
+    /// ```
+    pub async fn wrote(&self, user: i64) {
+        if let Some(replica) = &self.replica {
+            replica.wrote(user).await;
+        }
     }
 
     /// Applies the migrations this dialect has not yet seen.

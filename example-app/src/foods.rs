@@ -154,20 +154,29 @@ pub async fn search(
         .collect();
     let (starts, word_starts) = (format!("{escaped}%"), format!("% {escaped}%"));
     const FILTER: &str = "WHERE name_lower LIKE ? ESCAPE '!' OR name_lower LIKE ? ESCAPE '!'";
-    let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM foods {FILTER}"))
-        .bind(&starts)
-        .bind(&word_starts)
-        .fetch_one(&state.db.pool)
+    // The same for everyone and never written by users: the replica when there is one.
+    let (starts, word_starts) = (&starts, &word_starts);
+    let (total, rows) = state
+        .db
+        .read(None, |pool| async move {
+            let total: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM foods {FILTER}"))
+                    .bind(starts)
+                    .bind(word_starts)
+                    .fetch_one(&pool)
+                    .await?;
+            let rows = sqlx::query(&format!(
+                "SELECT id, name, kcal, protein_g, fat_g, carbs_g FROM foods {FILTER} ORDER BY name_lower LIMIT ? OFFSET ?"
+            ))
+            .bind(starts)
+            .bind(word_starts)
+            .bind(per_page)
+            .bind((page - 1) * per_page)
+            .fetch_all(&pool)
+            .await?;
+            Ok((total, rows))
+        })
         .await?;
-    let rows = sqlx::query(&format!(
-        "SELECT id, name, kcal, protein_g, fat_g, carbs_g FROM foods {FILTER} ORDER BY name_lower LIMIT ? OFFSET ?"
-    ))
-    .bind(&starts)
-    .bind(&word_starts)
-    .bind(per_page)
-    .bind((page - 1) * per_page)
-    .fetch_all(&state.db.pool)
-    .await?;
     let items = rows
         .iter()
         .map(|r| {

@@ -33,6 +33,7 @@ pub mod photos;
 pub mod probe;
 pub mod ratelimit;
 pub mod redis_conn;
+pub mod replica;
 pub mod security;
 pub mod seed;
 pub mod server;

@@ -261,6 +261,8 @@ async fn insert_within_quota(
     let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
     let created = insert_row(&state.db, &mut *tx, user, meal, Some(photo)).await?;
     tx.commit().await?;
+    // Before the invalidation: a day reloaded after it must come from the primary.
+    state.db.wrote(user.id).await;
     cached::forget_meal_day(&state.cache, user.id, day).await;
     Ok(created)
 }
@@ -308,6 +310,8 @@ fn parse_field<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, ApiErr
 async fn insert(state: &AppState, user: &User, meal: ValidMeal) -> Result<Meal, ApiError> {
     let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
     let created = insert_row(&state.db, &state.db.pool, user, meal, None).await?;
+    // Before the invalidation: a day reloaded after it must come from the primary.
+    state.db.wrote(user.id).await;
     cached::forget_meal_day(&state.cache, user.id, day).await;
     Ok(created)
 }
@@ -389,18 +393,26 @@ pub async fn list(
     let page = validate::int_in("page", query.page.unwrap_or(1), 1..=1_000_000)?;
     let per_page =
         validate::int_in("per_page", query.per_page.unwrap_or(20), 1..=i64::MAX)?.min(MAX_PER_PAGE);
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meals WHERE user_id = ?")
-        .bind(user.id)
-        .fetch_one(&state.db.pool)
+    let user_id = user.id;
+    let (total, rows) = state
+        .db
+        .read(Some(user_id), |pool| async move {
+            // One pool for both, so the count and the page agree.
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meals WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_one(&pool)
+                .await?;
+            let rows = sqlx::query(&format!(
+                "SELECT {MEAL_COLUMNS} FROM meals WHERE user_id = ? ORDER BY eaten_at DESC, id DESC LIMIT ? OFFSET ?"
+            ))
+            .bind(user_id)
+            .bind(per_page)
+            .bind((page - 1) * per_page)
+            .fetch_all(&pool)
+            .await?;
+            Ok((total, rows))
+        })
         .await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {MEAL_COLUMNS} FROM meals WHERE user_id = ? ORDER BY eaten_at DESC, id DESC LIMIT ? OFFSET ?"
-    ))
-    .bind(user.id)
-    .bind(per_page)
-    .bind((page - 1) * per_page)
-    .fetch_all(&state.db.pool)
-    .await?;
     Ok(Json(MealPage {
         items: rows.iter().map(Meal::from_row).collect::<Result<_, _>>()?,
         page,
@@ -410,19 +422,29 @@ pub async fn list(
     }))
 }
 
+/// Meal `id` of `user`, read as `for_write` says: from the primary for a write that depends on
+/// it, else routed (see [`crate::replica`]).
 async fn find(
     state: &AppState,
     user: i64,
     id: i64,
+    for_write: bool,
 ) -> Result<(Meal, Option<(String, String)>), ApiError> {
-    let row = sqlx::query(&format!(
-        "SELECT {MEAL_COLUMNS}, photo_type FROM meals WHERE id = ? AND user_id = ?"
-    ))
-    .bind(id)
-    .bind(user)
-    .fetch_optional(&state.db.pool)
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("meal {id} does not exist")))?;
+    let query = |pool: sqlx::AnyPool| async move {
+        sqlx::query(&format!(
+            "SELECT {MEAL_COLUMNS}, photo_type FROM meals WHERE id = ? AND user_id = ?"
+        ))
+        .bind(id)
+        .bind(user)
+        .fetch_optional(&pool)
+        .await
+    };
+    let row = if for_write {
+        query(state.db.pool.clone()).await?
+    } else {
+        state.db.read(Some(user), query).await?
+    };
+    let row = row.ok_or_else(|| ApiError::not_found(format!("meal {id} does not exist")))?;
     let photo: Option<String> = row.try_get("photo")?;
     let photo_type: Option<String> = row.try_get("photo_type")?;
     Ok((Meal::from_row(&row)?, photo.zip(photo_type)))
@@ -437,7 +459,7 @@ pub async fn get_one(
     user: AuthUser,
     Path(id): Path<i64>,
 ) -> Result<Json<Meal>, ApiError> {
-    Ok(Json(find(&state, user.id, id).await?.0))
+    Ok(Json(find(&state, user.id, id, false).await?.0))
 }
 
 /// A meal's photo, with its content type.
@@ -450,7 +472,7 @@ pub async fn photo(
     user: AuthUser,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
-    let (_, photo) = find(&state, user.id, id).await?;
+    let (_, photo) = find(&state, user.id, id, false).await?;
     let (file, mime) =
         photo.ok_or_else(|| ApiError::not_found(format!("meal {id} has no photo")))?;
     let bytes = photos::read(&state.config.photo_dir, &file)
@@ -479,7 +501,7 @@ pub async fn delete(
     user: AuthUser,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    let (meal, photo) = find(&state, user.id, id).await?;
+    let (meal, photo) = find(&state, user.id, id, true).await?;
     // Everything that can fail comes before the DELETE: once the row is gone, its day is
     // invalidated whatever happens next.
     let profile = users::profile(&state, user.id).await?;
@@ -492,6 +514,7 @@ pub async fn delete(
     if deleted.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("meal {id} does not exist")));
     }
+    state.db.wrote(user.id).await;
     cached::forget_meal_day(&state.cache, user.id, day).await;
     if let Some((file, _)) = photo {
         photos::remove(&state.config.photo_dir, &file).await;
@@ -593,14 +616,22 @@ async fn load_day(
 ) -> Result<DailySummary, ApiError> {
     let tz = user.tz();
     let (start, end) = day_bounds(tz, date);
-    let rows = sqlx::query(&format!(
-        "SELECT {MEAL_COLUMNS} FROM meals WHERE user_id = ? AND eaten_at >= ? AND eaten_at < ? ORDER BY eaten_at, id"
-    ))
-    .bind(user.id)
-    .bind(start)
-    .bind(end)
-    .fetch_all(&state.db.pool)
-    .await?;
+    let user_id = user.id;
+    // Routed when the load runs, not when the request came: a load for a user who just wrote
+    // reads the primary, so the day it caches holds the write.
+    let rows = state
+        .db
+        .read(Some(user_id), |pool| async move {
+            sqlx::query(&format!(
+                "SELECT {MEAL_COLUMNS} FROM meals WHERE user_id = ? AND eaten_at >= ? AND eaten_at < ? ORDER BY eaten_at, id"
+            ))
+            .bind(user_id)
+            .bind(start)
+            .bind(end)
+            .fetch_all(&pool)
+            .await
+        })
+        .await?;
     let meals: Vec<Meal> = rows.iter().map(Meal::from_row).collect::<Result<_, _>>()?;
     let mut totals = Totals::default();
     meals.iter().for_each(|m| totals.add(m));

@@ -101,15 +101,21 @@ pub async fn user_stats(
     let from = today - chrono::Duration::days(i64::from(days) - 1);
     let (start, _) = day_bounds(tz, from);
     let (_, end) = day_bounds(tz, today);
-    let rows = sqlx::query(
-        "SELECT eaten_at, calories, protein_g, fat_g, carbs_g FROM meals \
-         WHERE user_id = ? AND eaten_at >= ? AND eaten_at < ?",
-    )
-    .bind(user_id)
-    .bind(start)
-    .bind(end)
-    .fetch_all(&state.db.pool)
-    .await?;
+    // Routed when the load runs: a user who just wrote reads (and caches) the primary's.
+    let rows = state
+        .db
+        .read(Some(user_id), |pool| async move {
+            sqlx::query(
+                "SELECT eaten_at, calories, protein_g, fat_g, carbs_g FROM meals \
+                 WHERE user_id = ? AND eaten_at >= ? AND eaten_at < ?",
+            )
+            .bind(user_id)
+            .bind(start)
+            .bind(end)
+            .fetch_all(&pool)
+            .await
+        })
+        .await?;
     let mut by_day: BTreeMap<NaiveDate, DayTotals> = from
         .iter_days()
         .take(days as usize)

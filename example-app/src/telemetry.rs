@@ -12,7 +12,8 @@
 //!
 //! Metrics: `http_requests_total{method,route,status}`, `http_request_duration_seconds{method,route}`
 //! (histogram), `http_rate_limited_total`, `db_pool_connections{state}` and `db_pool_max_connections`,
-//! plus cache-core's `cache_hits_total`, `cache_misses_total`, `cache_errors_total` and the rest.
+//! and with a read replica `db_replica_fallbacks_total{reason}` and `db_replica_up` (see
+//! [`crate::replica`]), plus cache-core's `cache_hits_total`, `cache_misses_total`, `cache_errors_total` and the rest.
 
 use std::sync::OnceLock;
 use std::time::Instant;

@@ -7,7 +7,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{AnyPool, Row};
 use utoipa::ToSchema;
 
 use crate::app::AppState;
@@ -140,7 +140,8 @@ pub async fn insert(
     })
 }
 
-/// The id and password hash for an email.
+/// The id and password hash for an email, from the primary: a login follows a registration
+/// at once, and no user id is known yet to route by.
 ///
 /// # Errors
 /// A database failure.
@@ -154,27 +155,32 @@ pub async fn credentials(db: &Database, email: &str) -> Result<Option<(i64, Stri
         .transpose()?)
 }
 
-async fn load(db: &Database, id: i64) -> Result<User, ApiError> {
+/// The user `id`, read from `pool`.
+async fn fetch(pool: &AnyPool, id: i64) -> Result<Option<User>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT id, email, name, daily_goal, time_zone, created_at FROM users WHERE id = ?",
     )
     .bind(id)
-    .fetch_optional(&db.pool)
-    .await?
-    .ok_or_else(|| {
-        ApiError::unauthorized(
-            "invalid_token",
-            "the account of this token no longer exists",
-        )
-    })?;
-    Ok(User {
-        id: row.try_get("id")?,
-        email: row.try_get("email")?,
-        name: row.try_get("name")?,
-        daily_goal: row.try_get("daily_goal")?,
-        time_zone: row.try_get("time_zone")?,
-        created_at: DateTime::from_timestamp(row.try_get("created_at")?, 0).unwrap_or_default(),
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| {
+        Ok(User {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            name: row.try_get("name")?,
+            daily_goal: row.try_get("daily_goal")?,
+            time_zone: row.try_get("time_zone")?,
+            created_at: DateTime::from_timestamp(row.try_get("created_at")?, 0).unwrap_or_default(),
+        })
     })
+    .transpose()
+}
+
+fn gone() -> ApiError {
+    ApiError::unauthorized(
+        "invalid_token",
+        "the account of this token no longer exists",
+    )
 }
 
 /// The user's profile, through the cache (ten minutes; invalidated by `PATCH /users/me`).
@@ -184,7 +190,14 @@ async fn load(db: &Database, id: i64) -> Result<User, ApiError> {
 pub async fn profile(state: &AppState, id: i64) -> Result<User, ApiError> {
     state
         .cache
-        .get_or_try_insert_with(cached::profile(id), PROFILE_TTL, || load(&state.db, id))
+        .get_or_try_insert_with(cached::profile(id), PROFILE_TTL, || async move {
+            // Routed when the load runs: a user who just wrote reads (and caches) the primary's.
+            state
+                .db
+                .read(Some(id), |pool| async move { fetch(&pool, id).await })
+                .await?
+                .ok_or_else(gone)
+        })
         .await
 }
 
@@ -244,11 +257,15 @@ pub async fn update_me(
     .bind(user.id)
     .execute(&state.db.pool)
     .await?;
+    state.db.wrote(user.id).await;
     // The goal and the time zone shape every day and every stat: drop them all.
     cached::forget_user(&state.cache, user.id).await;
     // Read from the database, not through the cache: a read-through here could join (or
     // finish after) the load of a concurrent PATCH that began before this one's UPDATE, and
     // store that older profile after this PATCH's invalidation (the cache-aside race; a test
     // of two concurrent PATCHes caught it). The next GET fills the cache.
-    Ok(Json(load(&state.db, user.id).await?))
+    // The primary: this request's own UPDATE may not have reached a replica.
+    Ok(Json(
+        fetch(&state.db.pool, user.id).await?.ok_or_else(gone)?,
+    ))
 }

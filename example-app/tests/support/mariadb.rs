@@ -126,8 +126,23 @@ pub struct MariaDb {
     log: PathBuf,
     socket: PathBuf,
     client: Client,
+    /// How the server was started, so that [`MariaDb::restart`] can start it again.
+    mariadbd: PathBuf,
+    args: Vec<String>,
+    pid_file: PathBuf,
     /// Declared last so it is removed after the server has stopped.
     dir: TempDir,
+}
+
+/// The role a server plays in replication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// No binary log: the shared server and most tests.
+    Standalone,
+    /// Binary log on, GTIDs, `server-id` 1: a primary a replica can follow.
+    Primary,
+    /// `server-id` 2, no binary log of its own: follows a primary (see [`MariaDb::start_replica_of`]).
+    Replica,
 }
 
 /// Returns the server shared by the whole test binary, starting it on first use.
@@ -159,6 +174,11 @@ impl MariaDb {
     /// `mariadb-install-db` fails, or if the server does not answer within
     /// 60 seconds; the message then contains the tail of the relevant log.
     pub fn start() -> MariaDb {
+        Self::start_as(Role::Standalone)
+    }
+
+    /// As [`start`](Self::start), configured for `role` in replication.
+    pub fn start_as(role: Role) -> MariaDb {
         let started = Instant::now();
         let mariadbd = find_binary("MARIADBD", &["mariadbd", "mysqld"]);
         let install_db = find_binary(
@@ -191,7 +211,6 @@ impl MariaDb {
                 "--bind-address=127.0.0.1".into(),
                 "--skip-networking=0".into(),
                 "--skip-name-resolve".into(),
-                "--skip-log-bin".into(),
                 "--performance-schema=OFF".into(),
                 // Small memory footprint; durability is irrelevant for a throwaway server.
                 "--innodb-buffer-pool-size=32M".into(),
@@ -207,27 +226,26 @@ impl MariaDb {
                 "--character-set-server=utf8mb4".into(),
                 "--collation-server=utf8mb4_unicode_ci".into(),
             ];
+            match role {
+                Role::Standalone => args.push("--skip-log-bin".into()),
+                Role::Primary => args.extend([
+                    format!("--log-bin={}", dir.path().join("binlog").display()),
+                    "--server-id=1".into(),
+                    "--binlog-format=ROW".into(),
+                ]),
+                // Replication resumes by itself after a restart (its position is in the
+                // data directory).
+                Role::Replica => args.extend(["--skip-log-bin".into(), "--server-id=2".into()]),
+            }
             if root {
                 // mariadbd refuses to run as root unless told so explicitly.
                 args.push("--user=root".into());
             }
             let log_file = File::create(&log).expect("create mariadbd.log inside the TempDir");
-            let log_err = log_file.try_clone().expect("clone mariadbd.log handle");
-            let supervisor = Command::new("sh")
-                .arg("-c")
-                .arg(SUPERVISOR)
-                .arg("mariadb-supervisor")
-                .arg(dir.path())
-                .arg(&mariadbd)
-                .args(&args)
-                .stdin(Stdio::piped())
-                .stdout(log_file)
-                .stderr(log_err)
-                .process_group(0)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot spawn `sh` to supervise mariadbd: {e}"));
+            let supervisor = spawn_supervised(dir.path(), &mariadbd, &args, log_file);
 
             let mut server = Server::new(supervisor, pid_file.clone());
+            let spawn_args = args;
             let probe = Client {
                 binary: client.clone(),
                 port,
@@ -242,6 +260,9 @@ impl MariaDb {
                         log,
                         socket,
                         client: probe,
+                        mariadbd,
+                        args: spawn_args,
+                        pid_file,
                         dir,
                     };
                     db.create_app_user();
@@ -340,6 +361,89 @@ impl MariaDb {
         self.client.execute(sql)
     }
 
+    /// Starts a replica of `primary` (started with [`Role::Primary`]) on another free port
+    /// of 127.0.0.1 and returns once it has applied everything the primary has logged.
+    ///
+    /// Replication starts at the primary's current GTID position: the replica has its own
+    /// `app` account already, so what came before (that account's creation) is not replayed.
+    pub fn start_replica_of(primary: &MariaDb) -> MariaDb {
+        let replica = MariaDb::start_as(Role::Replica);
+        let position = primary.gtid_binlog_pos();
+        replica.execute(&format!(
+            "SET GLOBAL gtid_slave_pos = '{position}'; \
+             CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, \
+             MASTER_USER = '{USER}', MASTER_PASSWORD = '{PASSWORD}', \
+             MASTER_CONNECT_RETRY = 1, MASTER_USE_GTID = slave_pos; \
+             START SLAVE;",
+            primary.port
+        ));
+        replica.wait_caught_up(primary);
+        replica
+    }
+
+    /// The primary's `@@gtid_binlog_pos`: everything it has logged so far.
+    pub fn gtid_binlog_pos(&self) -> String {
+        self.execute("SELECT @@gtid_binlog_pos").trim().to_owned()
+    }
+
+    /// Waits (in the server, with `MASTER_GTID_WAIT`) until this replica has applied
+    /// everything `primary` has logged so far.
+    ///
+    /// # Panics
+    /// If it has not within 60 seconds (the message holds the replica's status).
+    pub fn wait_caught_up(&self, primary: &MariaDb) {
+        let position = primary.gtid_binlog_pos();
+        let reached = self.execute(&format!("SELECT MASTER_GTID_WAIT('{position}', 60)"));
+        assert_eq!(
+            reached.trim(),
+            "0",
+            "the replica did not reach {position} within 60 s:\n{}",
+            self.execute("SHOW SLAVE STATUS\\G")
+        );
+    }
+
+    /// A global status counter such as `Com_select`.
+    pub fn status(&self, name: &str) -> u64 {
+        let out = self.execute(&format!("SHOW GLOBAL STATUS LIKE '{name}'"));
+        out.split('\t')
+            .nth(1)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no status {name}: {out:?}"))
+    }
+
+    /// Stops the server (gracefully); [`restart`](Self::restart) starts it again on the same
+    /// port with the same data.
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    /// Starts a stopped server again, on the same port and data directory, and returns once
+    /// it answers.
+    ///
+    /// # Panics
+    /// If it does not answer within 60 seconds.
+    pub fn restart(&mut self) {
+        self.server.stop();
+        let log_file = fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .expect("open mariadbd.log to append");
+        let supervisor = spawn_supervised(self.dir.path(), &self.mariadbd, &self.args, log_file);
+        self.server = Server::new(supervisor, self.pid_file.clone());
+        if let Err(err) = wait_until_ready(&mut self.server, &self.client, &self.socket, &self.log)
+        {
+            let message = match err {
+                StartError::Fatal(message) => message,
+                StartError::PortTaken => format!("port {} was taken meanwhile", self.port),
+            };
+            panic!(
+                "MariaDB did not restart: {message}\n--- tail of {} ---\n{}",
+                self.log.display(),
+                log_tail(&self.log)
+            );
+        }
+    }
+
     fn create_app_user(&self) {
         self.execute(&format!(
             "CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'; \
@@ -434,6 +538,24 @@ impl Client {
             ))
         }
     }
+}
+
+/// Starts `mariadbd args` under the [`SUPERVISOR`] of `dir`, logging to `log`.
+fn spawn_supervised(dir: &Path, mariadbd: &Path, args: &[String], log: File) -> Child {
+    let log_err = log.try_clone().expect("clone mariadbd.log handle");
+    Command::new("sh")
+        .arg("-c")
+        .arg(SUPERVISOR)
+        .arg("mariadb-supervisor")
+        .arg(dir)
+        .arg(mariadbd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(log)
+        .stderr(log_err)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn `sh` to supervise mariadbd: {e}"))
 }
 
 /// Polls until the server answers over TCP, exits, or the deadline passes;

@@ -146,6 +146,22 @@ impl TestApp {
         }
     }
 
+    /// The app on the MySQL/MariaDB database at `database_url` (a server the test started, such
+    /// as a replication primary) with a fresh Redis, and the test settings changed by `tweak`.
+    pub async fn start_on(database_url: String, tweak: impl FnOnce(&mut Config)) -> Self {
+        let redis = RedisServer::start();
+        let cache_url = redis.url();
+        let mut app = Self::start_with(Stack::SqliteMemory, |config| {
+            config.database_url = database_url;
+            config.cache_url = Some(cache_url);
+            tweak(config);
+        })
+        .await;
+        app.stack = Stack::MariaDbRedis;
+        app.redis = Some(std::sync::Arc::new(redis));
+        app
+    }
+
     /// A second instance on the same database, cache and photo folder: another replica.
     pub async fn replica(&self) -> Self {
         let state = AppState::new(self.config.clone())
