@@ -110,7 +110,8 @@ impl ApiError {
         err
     }
 
-    /// 503: a dependency (the database) is unreachable; retrying later may work.
+    /// 503 with `Retry-After` (5 s, as the session store's): a dependency (the database) is
+    /// unreachable; retrying later may work.
     pub fn unavailable(source: impl Into<anyhow::Error>) -> Self {
         let mut err = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -118,6 +119,7 @@ impl ApiError {
             "the database is unavailable; retry shortly",
         );
         err.source = Some(Arc::new(source.into()));
+        err.retry_after = Some(Duration::from_secs(5));
         err
     }
 
