@@ -52,6 +52,8 @@ pub(crate) struct Phase {
     pub(crate) unverified_writes: u64,
     /// Users signed in during the phase.
     pub(crate) logins: u64,
+    /// Responses 503 without `Retry-After`.
+    pub(crate) no_retry_after: u64,
 }
 
 impl Phase {
@@ -69,6 +71,16 @@ impl Phase {
             .flat_map(|r| r.statuses.iter())
             .filter(|(s, _)| range.contains(s))
             .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Write requests (POST, PATCH, DELETE) other than logins.
+    #[must_use]
+    pub(crate) fn writes(&self) -> u64 {
+        self.routes
+            .iter()
+            .filter(|(route, _)| !route.starts_with("GET ") && !route.starts_with("POST /auth"))
+            .flat_map(|(_, r)| r.statuses.values())
             .sum()
     }
 
@@ -184,6 +196,7 @@ impl Recorder {
             checked: 0,
             unverified_writes: 0,
             logins: 0,
+            no_retry_after: 0,
         });
     }
 
@@ -231,6 +244,13 @@ impl Recorder {
     pub(crate) fn unverified_write(&self) {
         if let Some(phase) = self.lock().phases.last_mut() {
             phase.unverified_writes += 1;
+        }
+    }
+
+    /// Counts a 503 that came without `Retry-After`.
+    pub(crate) fn no_retry_after(&self) {
+        if let Some(phase) = self.lock().phases.last_mut() {
+            phase.no_retry_after += 1;
         }
     }
 

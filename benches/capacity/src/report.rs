@@ -273,9 +273,11 @@ const METHOD: &str = "
   `RUST_LOG=warn` (the ConfigMap's `info` writes a line per request: gigabytes over a run).
 - **Users, not requests.** Each simulated user signs in once (Argon2 on a replica; at most a
   few logins at once, `Retry-After` honoured on 503), reads its day and profile, then loops:
-  open the day 33%, log a meal then read the day 20%, weekly stats 10%, monthly stats 5%,
-  profile view 10%, goal edit then profile and day 5%, food search 12%, photo upload then day
-  1%, meal delete then day 4%.
+  open the day 36%, log a meal then read the day 12%, weekly stats 10%, monthly stats 5%,
+  profile view 12%, goal edit then profile and day 3%, food search 18%, photo upload then day
+  1%, meal delete then day 3%: about one request in eight is a write. Each write costs at least
+  one query and invalidates what the read after it reloads, so writes alone put a floor under
+  the database queries per request that no cache removes.
 - **No coordinated omission.** A user's next action is scheduled at the previous *scheduled*
   time plus an exponential think time, whatever the server did, and the action's first request
   is timed from that scheduled instant (the wrk2 approach): a stall is charged in full. The

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::http::{Call, Client, Reply};
 use crate::record::Recorder;
@@ -56,8 +56,10 @@ pub(crate) struct Shared {
     pub(crate) client: Client,
     /// Where figures go.
     pub(crate) recorder: Arc<Recorder>,
-    /// Set when the users' loops are to end.
+    /// Set when the users' loops are to end...
     pub(crate) stop: AtomicBool,
+    /// ...and notified then.
+    pub(crate) stopped: Notify,
     /// The mean think time between actions.
     pub(crate) think: Duration,
     /// Logins at once (each is an Argon2 verification on a replica).
@@ -66,15 +68,15 @@ pub(crate) struct Shared {
 
 /// The actions of the mix and their weights (out of 100).
 const MIX: &[(Action, u32)] = &[
-    (Action::OpenDay, 33),
-    (Action::LogMeal, 20),
+    (Action::OpenDay, 36),
+    (Action::LogMeal, 12),
     (Action::WeekStats, 10),
     (Action::MonthStats, 5),
-    (Action::ViewProfile, 10),
-    (Action::EditGoal, 5),
-    (Action::SearchFood, 12),
+    (Action::ViewProfile, 12),
+    (Action::EditGoal, 3),
+    (Action::SearchFood, 18),
     (Action::UploadPhoto, 1),
-    (Action::DeleteMeal, 4),
+    (Action::DeleteMeal, 3),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -156,6 +158,9 @@ impl User {
             })
             .await;
         shared.recorder.record(route, intended, reply.status, true);
+        if reply.status == 503 && reply.retry_after.is_none() {
+            shared.recorder.no_retry_after();
+        }
         (reply, request_id)
     }
 
@@ -205,10 +210,17 @@ impl User {
     /// The user's loop: an action at each scheduled time until `shared.stop`.
     pub(crate) async fn run(&mut self, shared: &Shared) {
         let mut next = Instant::now() + self.think(shared);
-        while !shared.stop.load(Ordering::Relaxed) {
-            tokio::time::sleep_until(next.into()).await;
+        loop {
+            // Woken by the end of the user phases too, rather than waiting out a long think.
+            let stopped = shared.stopped.notified();
+            tokio::pin!(stopped);
+            stopped.as_mut().enable();
             if shared.stop.load(Ordering::Relaxed) {
-                break;
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(next.into()) => {}
+                () = &mut stopped => return,
             }
             let intended = next;
             self.act(shared, intended).await;
