@@ -30,6 +30,8 @@ pub(crate) struct Reply {
     pub(crate) body: Bytes,
     /// `Retry-After`, in seconds, when the response had one.
     pub(crate) retry_after: Option<u64>,
+    /// Whether it was sent twice (see [`Client::send`]).
+    pub(crate) retried: bool,
 }
 
 impl Reply {
@@ -79,22 +81,32 @@ impl Client {
     }
 
     /// Sends `call`, waiting at most [`REQUEST_TIMEOUT`] for the whole response.
+    ///
+    /// An idempotent request (GET, DELETE) whose kept-alive connection the server closed just
+    /// as it was sent is sent once more, as user agents do (RFC 9110, 9.2.2): that race is
+    /// HTTP/1.1 keep-alive's, not a failure of the service. A POST or PATCH never is.
     pub(crate) async fn send(&self, call: Call<'_>) -> Reply {
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.send_inner(call)).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(err)) => failed(err),
-            Err(_) => failed(format!("no response within {REQUEST_TIMEOUT:?}")),
+        let idempotent = matches!(call.method, "GET" | "DELETE" | "HEAD" | "PUT");
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        let mut retried = false;
+        loop {
+            match tokio::time::timeout_at(deadline, self.send_inner(call.clone())).await {
+                Ok(Ok(reply)) => return Reply { retried, ..reply },
+                Ok(Err(Failure::ClosedUnanswered)) if idempotent && !retried => retried = true,
+                Ok(Err(_)) => return failed(retried),
+                Err(_) => return failed(retried),
+            }
         }
     }
 
-    async fn send_inner(&self, call: Call<'_>) -> Result<Reply, String> {
+    async fn send_inner(&self, call: Call<'_>) -> Result<Reply, Failure> {
         let mut builder = Request::builder()
             .method(call.method)
             .uri(format!("{}{}", self.base, call.path))
             .header("x-request-id", call.request_id);
         if let Some(token) = call.token {
-            let value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| "the token is not a valid header value".to_owned())?;
+            let value =
+                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Failure::Other)?;
             builder = builder.header(AUTHORIZATION, value);
         }
         let body = match call.body {
@@ -104,12 +116,19 @@ impl Client {
             }
             None => Full::new(Bytes::new()),
         };
-        let request = builder.body(body).map_err(|e| e.to_string())?;
-        let response = self
-            .inner
-            .request(request)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
+        let request = builder.body(body).map_err(|_| Failure::Other)?;
+        let response = self.inner.request(request).await.map_err(|err| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+            while let Some(e) = source {
+                if e.downcast_ref::<hyper::Error>()
+                    .is_some_and(hyper::Error::is_incomplete_message)
+                {
+                    return Failure::ClosedUnanswered;
+                }
+                source = e.source();
+            }
+            Failure::Other
+        })?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -120,12 +139,13 @@ impl Client {
             .into_body()
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|_| Failure::Other)?
             .to_bytes();
         Ok(Reply {
             status,
             body,
             retry_after,
+            retried: false,
         })
     }
 
@@ -147,12 +167,23 @@ impl Client {
     }
 }
 
+/// Why no response came.
+#[derive(Debug)]
+enum Failure {
+    /// The connection closed before any response: on a kept-alive connection, the server had
+    /// closed it as the request went out.
+    ClosedUnanswered,
+    /// Anything else: refused, reset mid-response, timed out.
+    Other,
+}
+
 /// No response: status 0. (Why is not kept: the phase's figures count these, and nginx's and
 /// the replicas' logs tell the cause.)
-fn failed(_error: impl Into<String>) -> Reply {
+fn failed(retried: bool) -> Reply {
     Reply {
         status: 0,
         body: Bytes::new(),
         retry_after: None,
+        retried,
     }
 }

@@ -54,6 +54,8 @@ pub(crate) struct Phase {
     pub(crate) logins: u64,
     /// Responses 503 without `Retry-After`.
     pub(crate) no_retry_after: u64,
+    /// Idempotent requests sent again after a kept-alive connection closed under them.
+    pub(crate) resent: u64,
 }
 
 impl Phase {
@@ -197,6 +199,7 @@ impl Recorder {
             unverified_writes: 0,
             logins: 0,
             no_retry_after: 0,
+            resent: 0,
         });
     }
 
@@ -251,6 +254,13 @@ impl Recorder {
     pub(crate) fn no_retry_after(&self) {
         if let Some(phase) = self.lock().phases.last_mut() {
             phase.no_retry_after += 1;
+        }
+    }
+
+    /// Counts a request sent again (see `http::Client::send`).
+    pub(crate) fn resent(&self) {
+        if let Some(phase) = self.lock().phases.last_mut() {
+            phase.resent += 1;
         }
     }
 

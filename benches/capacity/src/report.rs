@@ -186,6 +186,14 @@ impl Report {
             if p.logins > 0 {
                 let _ = writeln!(md, "Users signed in during the phase: {}.\n", p.logins);
             }
+            if p.resent > 0 {
+                let _ = writeln!(
+                    md,
+                    "Idempotent requests sent again after a kept-alive connection closed under \
+                     them (as user agents do): {}.\n",
+                    p.resent
+                );
+            }
             let _ = writeln!(
                 md,
                 "| route | requests | p50 ms | p95 ms | p99 ms | max ms | statuses |\n|---|---|---|---|---|---|---|"
@@ -344,17 +352,22 @@ pub(crate) fn chart(
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(400);
     let end = series.last().map_or(1, |s| s.0 + 1) as f64;
+    // A log scale: milliseconds in steady state and seconds in an outage on one chart.
+    let floor = 0.1;
     let p99_max = series
         .iter()
         .map(|s| s.3)
         .fold(10.0_f64, f64::max)
-        .min(2000.0);
+        .min(10_000.0);
     let mut latency = ChartBuilder::on(&top)
-        .caption("latency (ms, from the scheduled send)", ("sans-serif", 18))
+        .caption(
+            "latency (ms, from the scheduled send; log scale)",
+            ("sans-serif", 18),
+        )
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..end, 0.0..p99_max * 1.05)?;
+        .build_cartesian_2d(0.0..end, (floor..p99_max * 1.5).log_scale())?;
     latency
         .configure_mesh()
         .x_desc("seconds")
@@ -364,17 +377,21 @@ pub(crate) fn chart(
     let red = RGBColor(214, 39, 40);
     latency
         .draw_series(LineSeries::new(
-            series.iter().map(|s| (s.0 as f64, s.2.min(p99_max))),
+            series
+                .iter()
+                .map(|s| (s.0 as f64, s.2.clamp(floor, p99_max))),
             blue.stroke_width(2),
         ))?
         .label("p50")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue));
     latency
         .draw_series(LineSeries::new(
-            series.iter().map(|s| (s.0 as f64, s.3.min(p99_max))),
+            series
+                .iter()
+                .map(|s| (s.0 as f64, s.3.clamp(floor, p99_max))),
             red.stroke_width(2),
         ))?
-        .label("p99 (capped at 2 s)")
+        .label("p99")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], red));
     latency
         .configure_series_labels()
@@ -384,12 +401,12 @@ pub(crate) fn chart(
     let grey = RGBColor(120, 120, 120);
     for (name, at) in phases {
         latency.draw_series(std::iter::once(PathElement::new(
-            vec![(*at, 0.0), (*at, p99_max * 1.05)],
+            vec![(*at, floor), (*at, p99_max * 1.5)],
             grey,
         )))?;
         latency.draw_series(std::iter::once(Text::new(
             name.clone(),
-            (*at + end * 0.003, p99_max * 1.0),
+            (*at + end * 0.003, p99_max * 1.2),
             ("sans-serif", 11).into_font().color(&grey),
         )))?;
     }

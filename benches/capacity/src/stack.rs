@@ -609,8 +609,7 @@ impl Stack {
              worker_processes 2;\n\
              pid {pid};\n\
              error_log {err} warn;\n\
-             events {{ worker_connections 20000; }}\n\
-             worker_rlimit_nofile 50000;\n\
+             events {{ worker_connections 8192; }}\n\
              http {{\n\
              \x20   access_log off;\n\
              \x20   client_body_temp_path {tmp}/body;\n\

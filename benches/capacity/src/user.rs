@@ -158,6 +158,9 @@ impl User {
             })
             .await;
         shared.recorder.record(route, intended, reply.status, true);
+        if reply.retried {
+            shared.recorder.resent();
+        }
         if reply.status == 503 && reply.retry_after.is_none() {
             shared.recorder.no_retry_after();
         }
