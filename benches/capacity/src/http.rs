@@ -32,6 +32,8 @@ pub(crate) struct Reply {
     pub(crate) retry_after: Option<u64>,
     /// Whether it was sent twice (see [`Client::send`]).
     pub(crate) retried: bool,
+    /// The replica that answered, from nginx's `X-Upstream` header.
+    pub(crate) upstream: Option<String>,
 }
 
 impl Reply {
@@ -130,6 +132,11 @@ impl Client {
             Failure::Other
         })?;
         let status = response.status().as_u16();
+        let upstream = response
+            .headers()
+            .get("x-upstream")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -146,6 +153,7 @@ impl Client {
             body,
             retry_after,
             retried: false,
+            upstream,
         })
     }
 
@@ -185,5 +193,6 @@ fn failed(retried: bool) -> Reply {
         body: Bytes::new(),
         retry_after: None,
         retried,
+        upstream: None,
     }
 }

@@ -298,7 +298,9 @@ const METHOD: &str = "
   the day (meal ids, total, goal), of the profile (goal) and of the stats (today's kcal and
   meal count, goal) is checked against that, whichever replica answers; a contradiction is a
   violation, logged with the request ids (`X-Request-Id`, echoed in the app's logs) of the
-  writes and the read to `violations.log` in the run directory. A write with an unknown outcome
+  writes and the read, each with the replica that answered it (nginx's `X-Upstream`), to
+  `violations.log` in the run directory; the user's model is kept (a stale read does not
+  become the expectation). A write with an unknown outcome
   (no response, 5xx) may or may not have happened: that user's checks pause for 10 s (beyond
   the local tier's 5 s TTL) and its model is rebuilt from its next reads; such writes are
   counted as \"unverified\".

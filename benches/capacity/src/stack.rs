@@ -632,6 +632,8 @@ impl Stack {
              \x20           proxy_set_header Connection \"\";\n\
              \x20           proxy_set_header Host $host;\n\
              \x20           proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+             \x20           # Which replica answered: the oracle's violation log names it.\n\
+             \x20           add_header X-Upstream $upstream_addr always;\n\
              \x20           # Retried on another replica: connection failures and 502 only, and\n\
              \x20           # only for idempotent methods (nginx never retries POST, PATCH or\n\
              \x20           # LOCK without `non_idempotent`). Not 503: that is the app's own\n\

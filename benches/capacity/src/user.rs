@@ -145,7 +145,7 @@ impl User {
         path: &str,
         body: Option<(&'static str, Bytes)>,
     ) -> (Reply, String) {
-        let request_id = self.request_id();
+        let mut request_id = self.request_id();
         shared.recorder.sending();
         let reply = shared
             .client
@@ -161,6 +161,11 @@ impl User {
         if reply.retried {
             shared.recorder.resent();
         }
+        // The id as the violation log shows it: with the replica that answered.
+        request_id = format!(
+            "{request_id}@{}",
+            reply.upstream.as_deref().unwrap_or("none")
+        );
         if reply.status == 503 && reply.retry_after.is_none() {
             shared.recorder.no_retry_after();
         }
@@ -448,11 +453,13 @@ impl User {
                     problems.push(format!("day {date}: total {total:?}, expected {want}"));
                 }
             }
-            if problems.is_empty() {
-                self.writes.clear();
-            } else {
+            if !problems.is_empty() {
+                // The user's model stays the truth: a stale read must not become the
+                // expectation that the next, fresh read would then contradict.
                 self.violation(shared, &read, &problems.join("; "));
+                return;
             }
+            self.writes.clear();
         }
         if self.goal.is_none() {
             self.goal = goal;
@@ -482,7 +489,6 @@ impl User {
                         &read,
                         &format!("GET /users/me daily_goal {goal}, but the user set {want}"),
                     );
-                    self.goal = Some(goal);
                 }
             }
             _ => self.goal = Some(goal),
