@@ -592,6 +592,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         targets,
         wall_s,
         chart: "capacity.png".to_owned(),
+        violations: std::fs::read_to_string(run_dir.join("violations.log"))
+            .unwrap_or_default()
+            .lines()
+            .take(30)
+            .map(str::to_owned)
+            .collect(),
     };
     let md_path = args.report_dir.join("CAPACITY.md");
     std::fs::write(&md_path, report.markdown())

@@ -72,6 +72,8 @@ pub(crate) struct Report {
     pub(crate) wall_s: f64,
     /// The chart's file name (beside the report).
     pub(crate) chart: String,
+    /// The first lines of the oracle's violation log.
+    pub(crate) violations: Vec<String>,
 }
 
 fn fmt_ms(micros: u64) -> String {
@@ -254,6 +256,19 @@ impl Report {
                     if s.passed { "yes" } else { "no" }
                 );
             }
+        }
+        if !self.violations.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## Oracle violations\n\nThe first {} lines of `violations.log`: when, which \
+                 user, the request ids of its writes since its last good read and of the read \
+                 that contradicted them, each `@` the replica that answered.\n\n```",
+                self.violations.len()
+            );
+            for line in &self.violations {
+                let _ = writeln!(md, "{line}");
+            }
+            let _ = writeln!(md, "```");
         }
         md.push_str(METHOD);
         md
