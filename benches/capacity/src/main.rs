@@ -719,7 +719,7 @@ fn targets(
             out.push(Target {
                 what: format!("{name}: 0 oracle violations, 0 failed requests"),
                 measured: format!(
-                    "{} violations, {} failed ({})",
+                    "{} violations, {} failed{}",
                     p.violations,
                     p.failed(),
                     report_statuses(p)
@@ -735,10 +735,11 @@ fn targets(
                    flight on it"
                 .to_owned(),
             measured: format!(
-                "{} violations, {} failed; {in_flight_at_kill} in flight on all three at the \
-                 kill, so about {bound} on it",
+                "{} violations, {} failed{}; {in_flight_at_kill} in flight on all three at \
+                 the kill, so about {bound} on it",
                 p.violations,
-                p.failed()
+                p.failed(),
+                report_statuses(p)
             ),
             met: p.violations == 0 && p.failed() <= bound,
         });
@@ -783,11 +784,23 @@ fn targets(
     out
 }
 
+/// The non-2xx statuses of a phase, as ` (503: 2, none: 1)`; empty when there are none.
 fn report_statuses(p: &Phase) -> String {
-    p.statuses()
+    let list: Vec<String> = p
+        .statuses()
         .iter()
         .filter(|(s, _)| !(200..300).contains(*s))
-        .map(|(s, n)| format!("{s}: {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|(s, n)| {
+            if *s == 0 {
+                format!("none: {n}")
+            } else {
+                format!("{s}: {n}")
+            }
+        })
+        .collect();
+    if list.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", list.join(", "))
+    }
 }
