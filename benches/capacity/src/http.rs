@@ -84,9 +84,11 @@ impl Client {
 
     /// Sends `call`, waiting at most [`REQUEST_TIMEOUT`] for the whole response.
     ///
-    /// An idempotent request (GET, DELETE) whose kept-alive connection the server closed just
-    /// as it was sent is sent once more, as user agents do (RFC 9110, 9.2.2): that race is
-    /// HTTP/1.1 keep-alive's, not a failure of the service. A POST or PATCH never is.
+    /// An idempotent request (GET, DELETE) that got no response because its connection to
+    /// nginx closed or reset under it (on a kept-alive connection: nginx's old workers close
+    /// theirs on a reload) is sent once more, as user agents do (RFC 9110, 9.2.2): that race
+    /// is HTTP/1.1 keep-alive's, not a failure of the service. A POST or PATCH never is, and
+    /// nothing is resent after a timeout.
     pub(crate) async fn send(&self, call: Call<'_>) -> Reply {
         let idempotent = matches!(call.method, "GET" | "DELETE" | "HEAD" | "PUT");
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
@@ -94,7 +96,7 @@ impl Client {
         loop {
             match tokio::time::timeout_at(deadline, self.send_inner(call.clone())).await {
                 Ok(Ok(reply)) => return Reply { retried, ..reply },
-                Ok(Err(Failure::ClosedUnanswered)) if idempotent && !retried => retried = true,
+                Ok(Err(Failure::Transport)) if idempotent && !retried => retried = true,
                 Ok(Err(_)) => return failed(retried),
                 Err(_) => return failed(retried),
             }
@@ -119,18 +121,11 @@ impl Client {
             None => Full::new(Bytes::new()),
         };
         let request = builder.body(body).map_err(|_| Failure::Other)?;
-        let response = self.inner.request(request).await.map_err(|err| {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-            while let Some(e) = source {
-                if e.downcast_ref::<hyper::Error>()
-                    .is_some_and(hyper::Error::is_incomplete_message)
-                {
-                    return Failure::ClosedUnanswered;
-                }
-                source = e.source();
-            }
-            Failure::Other
-        })?;
+        let response = self
+            .inner
+            .request(request)
+            .await
+            .map_err(|_| Failure::Transport)?;
         let status = response.status().as_u16();
         let upstream = response
             .headers()
@@ -178,10 +173,9 @@ impl Client {
 /// Why no response came.
 #[derive(Debug)]
 enum Failure {
-    /// The connection closed before any response: on a kept-alive connection, the server had
-    /// closed it as the request went out.
-    ClosedUnanswered,
-    /// Anything else: refused, reset mid-response, timed out.
+    /// The connection failed before a response came: closed, reset, refused.
+    Transport,
+    /// Anything else: a request that cannot be built, a body cut short.
     Other,
 }
 

@@ -191,8 +191,8 @@ impl Report {
             if p.resent > 0 {
                 let _ = writeln!(
                     md,
-                    "Idempotent requests sent again after a kept-alive connection closed under \
-                     them (as user agents do): {}.\n",
+                    "Idempotent requests sent again after their connection to nginx closed or \
+                     reset under them (as user agents do): {}.\n",
                     p.resent
                 );
             }
@@ -319,6 +319,9 @@ const METHOD: &str = "
   (no response, 5xx) may or may not have happened: that user's checks pause for 10 s (beyond
   the local tier's 5 s TTL) and its model is rebuilt from its next reads; such writes are
   counted as \"unverified\".
+- **Client retries.** A GET or DELETE whose connection to nginx closed or reset before any
+  response (nginx's old workers close their kept-alive connections on a reload) is sent once
+  more, as browsers do (RFC 9110, 9.2.2), and counted per phase; a POST or PATCH never is.
 - **Faults**, each in its own phase while the users keep their sessions: Redis SIGKILLed and
   restarted on the same port (empty, as a Redis without persistence comes back); one replica
   SIGKILLed and restarted; a rolling restart in which each replica is taken out of nginx's
