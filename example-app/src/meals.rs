@@ -292,9 +292,12 @@ async fn insert(
         .bind(photo.map(|p| p.1.to_owned()))
         .bind(photo.map_or(0, |p| i64::try_from(p.2).unwrap_or(i64::MAX)))
         .bind(Utc::now().timestamp());
-    let id = state.db.insert_returning_id(insert).await?;
+    let inserted = state.db.insert_returning_id(insert).await;
     let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
+    // On an error too: a connection lost after the commit (the database stopping) leaves the
+    // row written and the 503 a lie, and the cached day would hide it until its TTL.
     cached::forget_meal_day(&state.cache, user.id, day).await;
+    let id = inserted?;
     Ok(Meal {
         id,
         eaten_at: DateTime::from_timestamp(meal.eaten_at.timestamp(), 0).unwrap_or_default(),
@@ -442,7 +445,13 @@ pub async fn delete(
         .bind(id)
         .bind(user.id)
         .execute(&state.db.pool)
-        .await?;
+        .await;
+    if deleted.is_err() {
+        // The outcome is unknown (the capacity run's MariaDB stop caught a DELETE answered 503
+        // whose commit had landed): drop the day, or it shows the meal until its TTL.
+        cached::forget_meal_day(&state.cache, user.id, day).await;
+    }
+    let deleted = deleted?;
     if deleted.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("meal {id} does not exist")));
     }
