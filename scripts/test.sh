@@ -76,6 +76,9 @@ example-app/scripts/check-static.sh
 echo "==> cargo test"
 cargo test --workspace --all-features --locked
 
+echo "==> capacity smoke: the whole stack (MariaDB, Redis, three replicas, nginx) under simulated users with the oracle, a Redis kill included (benches/capacity.sh --smoke, bounded)"
+benches/capacity.sh --smoke
+
 echo "==> schemathesis: the running app fuzzed through its OpenAPI document (bounded)"
 example-app/scripts/schemathesis.sh 60
 

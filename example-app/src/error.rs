@@ -110,7 +110,8 @@ impl ApiError {
         err
     }
 
-    /// 503: a dependency (the database) is unreachable; retrying later may work.
+    /// 503 with `Retry-After` (5 s, as the session store's): a dependency (the database) is
+    /// unreachable; retrying later may work.
     pub fn unavailable(source: impl Into<anyhow::Error>) -> Self {
         let mut err = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -118,6 +119,7 @@ impl ApiError {
             "the database is unavailable; retry shortly",
         );
         err.source = Some(Arc::new(source.into()));
+        err.retry_after = Some(Duration::from_secs(5));
         err
     }
 
@@ -228,4 +230,16 @@ pub fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Respon
         "the server failed to handle the request; it has been logged",
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_503_with_retry_after() {
+        let response = ApiError::from(sqlx::Error::PoolTimedOut).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+    }
 }

@@ -260,10 +260,13 @@ async fn insert_within_quota(
     }
     let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
     let created = insert_row(&state.db, &mut *tx, user, meal, Some(photo)).await?;
-    tx.commit().await?;
-    // Before the invalidation: a day reloaded after it must come from the primary.
+    let committed = tx.commit().await;
+    // On a failed commit too: a connection lost after the commit landed leaves the row written
+    // (see `insert`). The marker first: a day reloaded after the invalidation must come from
+    // the primary.
     state.db.wrote(user.id).await;
     cached::forget_meal_day(&state.cache, user.id, day).await;
+    committed?;
     Ok(created)
 }
 
@@ -309,11 +312,13 @@ fn parse_field<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, ApiErr
 /// Logs a meal (without a photo) and invalidates its day.
 async fn insert(state: &AppState, user: &User, meal: ValidMeal) -> Result<Meal, ApiError> {
     let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
-    let created = insert_row(&state.db, &state.db.pool, user, meal, None).await?;
-    // Before the invalidation: a day reloaded after it must come from the primary.
+    let created = insert_row(&state.db, &state.db.pool, user, meal, None).await;
+    // On an error too: a connection lost after the commit (the database stopping) leaves the
+    // row written and the 503 a lie, and the cached day would hide it until its TTL. The
+    // marker comes before the invalidation: a day reloaded after it must come from the primary.
     state.db.wrote(user.id).await;
     cached::forget_meal_day(&state.cache, user.id, day).await;
-    Ok(created)
+    created
 }
 
 /// The `INSERT` of a meal through `executor` (the pool or a transaction); the caller
@@ -510,7 +515,14 @@ pub async fn delete(
         .bind(id)
         .bind(user.id)
         .execute(&state.db.pool)
-        .await?;
+        .await;
+    if deleted.is_err() {
+        // The outcome is unknown (the capacity run's MariaDB stop caught a DELETE answered 503
+        // whose commit had landed): drop the day, or it shows the meal until its TTL.
+        state.db.wrote(user.id).await;
+        cached::forget_meal_day(&state.cache, user.id, day).await;
+    }
+    let deleted = deleted?;
     if deleted.rows_affected() == 0 {
         return Err(ApiError::not_found(format!("meal {id} does not exist")));
     }
