@@ -34,8 +34,14 @@ pub const MAX_JSON_BYTES: usize = 64 * 1024;
 pub struct AppState {
     /// The database: the truth.
     pub db: Database,
-    /// The cache: copies only.
+    /// The cache of per-user answers (a day, stats, a profile): copies only, read from the
+    /// shared store every time, so the next read after a user's write shows it whichever
+    /// replica serves it.
     pub cache: Cache,
+    /// The cache of answers every user shares (the food search's HTTP responses): the same
+    /// store, plus the local tier when `CACHE_LOCAL_CAPACITY` sets one (else the same handle as
+    /// `cache`).
+    pub shared_cache: Cache,
     /// The configuration.
     pub config: Arc<Config>,
     /// Token signing and checking.
@@ -76,21 +82,29 @@ impl AppState {
             })?),
             None => None,
         };
-        let cache = Cache::builder().namespace("calories");
-        let cache = match config.cache_url.as_deref() {
-            None => cache,
-            Some("none") => cache.backend(NoCache),
-            Some(url) => cache.url(url),
+        let builder = || {
+            let cache = Cache::builder().namespace("calories");
+            let cache = match config.cache_url.as_deref() {
+                None => cache,
+                Some("none") => cache.backend(NoCache),
+                Some(url) => cache.url(url),
+            };
+            match &tls_roots {
+                Some(pem) => cache.tls_root_certificates(pem.clone()),
+                None => cache,
+            }
         };
-        let cache = match &tls_roots {
-            Some(pem) => cache.tls_root_certificates(pem.clone()),
-            None => cache,
+        let cache = builder().build().await?;
+        // The local tier holds only what every user shares. A local copy of a per-user answer
+        // lags a write on another replica until its invalidation arrives over Pub/Sub (a few
+        // ms, longer on a busy node), while the user's next request, round-robined to another
+        // replica, can come sooner: the capacity run's oracle caught that stale read. Per-user
+        // answers are read from Redis every time instead (one round trip), which the write's
+        // invalidation has already reached.
+        let shared_cache = match config.cache_local_tier {
+            Some((capacity, ttl)) => builder().local_tier(capacity, ttl).build().await?,
+            None => cache.clone(),
         };
-        let cache = match config.cache_local_tier {
-            Some((capacity, ttl)) => cache.local_tier(capacity, ttl),
-            None => cache,
-        };
-        let cache = cache.build().await?;
         // Shared by the replicas on RATE_LIMIT_URL or else the cache's Redis (single, TLS or
         // cluster); in-process with the memory cache or none.
         let limiter_url = config
@@ -131,6 +145,7 @@ impl AppState {
         Ok(Self {
             db,
             cache,
+            shared_cache,
             jwt: Arc::new(JwtKeys::new(&config.jwt_secret, config.jwt_ttl)),
             config: Arc::new(config),
             limiter,
@@ -148,7 +163,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let foods = Router::new()
         .route("/foods", get(foods::search))
-        .layer(HttpCacheLayer::new(state.cache.clone()).max_body_bytes(512 * 1024))
+        .layer(HttpCacheLayer::new(state.shared_cache.clone()).max_body_bytes(512 * 1024))
         // Outside the cache: the cache only ever sees the canonical URI of a valid query.
         .layer(middleware::from_fn(foods::canonical_query));
     let api = Router::new()

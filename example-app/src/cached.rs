@@ -10,8 +10,10 @@
 //!
 //! Tags make "everything about this user" one O(1) write (`invalidate_tag`), where a pattern
 //! delete would scan the whole key space on every meal write; see cache-core's
-//! `Cache::invalidate_tag`. With a local tier (`CACHE_LOCAL_CAPACITY`), each invalidation
-//! also reaches the other replicas over Redis Pub/Sub.
+//! `Cache::invalidate_tag`. The per-user entries are read from Redis every time
+//! (`AppState::cache` has no local tier), so the next read after a write shows it on any
+//! replica; only the shared `/foods` answers go through the local tier
+//! (`AppState::shared_cache`, `CACHE_LOCAL_CAPACITY`).
 //!
 //! A day read after 80% of its hour is reloaded in the background (`get_or_refresh` with
 //! `refresh_ahead(0.8)`), so a day in use never expires under its readers.

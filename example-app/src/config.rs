@@ -99,8 +99,9 @@ pub struct Config {
     /// no cache at all (every read goes to the database).
     pub cache_url: Option<String>,
     /// `CACHE_LOCAL_CAPACITY` (entries) and `CACHE_LOCAL_TTL_SECONDS` (default 5): an in-process
-    /// tier in front of Redis, kept coherent across replicas over Redis Pub/Sub; off unless the
-    /// capacity is set. The TTL bounds how stale a copy can get if an invalidation is lost.
+    /// tier in front of Redis for the answers every user shares (`/foods`), kept coherent
+    /// across replicas over Redis Pub/Sub; off unless the capacity is set. The TTL bounds how
+    /// stale a copy can get if an invalidation is lost. Per-user answers never go through it.
     pub cache_local_tier: Option<(u64, Duration)>,
     /// `JWT_SECRET`: the HS256 key for access tokens.
     pub jwt_secret: String,
