@@ -66,6 +66,23 @@ pub fn stats_tag(user: i64) -> String {
     format!("stats:{user}")
 }
 
+/// Runs a write and its invalidations to the end in a task of its own, whatever happens to
+/// the request: a request future dropped halfway (the client went away, the request timeout
+/// fired) after the commit and before the invalidation would leave the cached day or profile
+/// showing the old answer until its TTL.
+///
+/// # Errors
+/// The write's own error; a panic in it is a 500.
+pub async fn to_completion<T, F>(write: F) -> Result<T, crate::ApiError>
+where
+    F: std::future::Future<Output = Result<T, crate::ApiError>> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::spawn(write)
+        .await
+        .map_err(crate::ApiError::internal)?
+}
+
 /// After a meal on `date` was written or deleted: that day and every stat of the user.
 pub async fn forget_meal_day(cache: &Cache, user: i64, date: NaiveDate) {
     // The delete also drops the stale window; the tag closes the race (see `day_tag`).

@@ -166,7 +166,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Meal>), ApiError> {
     let meal = body.validate()?;
     let profile = users::profile(&state, user.id).await?;
-    let created = insert(&state, &profile, meal).await?;
+    let write = async move { insert(&state, &profile, meal).await };
+    let created = cached::to_completion(write).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -225,7 +226,11 @@ pub async fn upload(
     let profile = users::profile(&state, user.id).await?;
     let (mime, bytes) = (photo.kind.mime(), photo.bytes);
     let stored = photos::store(&state.config.photo_dir, photo).await?;
-    match insert_within_quota(&state, &profile, meal, (&stored, mime, bytes), quota).await {
+    let write = {
+        let (state, stored) = (state.clone(), stored.clone());
+        async move { insert_within_quota(&state, &profile, meal, (&stored, mime, bytes), quota).await }
+    };
+    match cached::to_completion(write).await {
         Ok(created) => Ok((StatusCode::CREATED, Json(created))),
         Err(err) => {
             // The row is the truth: a photo without one is garbage.
@@ -260,6 +265,8 @@ async fn insert_within_quota(
     }
     let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
     let created = insert_row(&state.db, &mut *tx, user, meal, Some(photo)).await?;
+    // Before the commit as well (see `insert`).
+    cached::forget_meal_day(&state.cache, user.id, day).await;
     let committed = tx.commit().await;
     // On a failed commit too: a connection lost after the commit landed leaves the row written
     // (see `insert`). The marker first: a day reloaded after the invalidation must come from
@@ -312,6 +319,10 @@ fn parse_field<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, ApiErr
 /// Logs a meal (without a photo) and invalidates its day.
 async fn insert(state: &AppState, user: &User, meal: ValidMeal) -> Result<Meal, ApiError> {
     let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
+    // Before the write as well: should this process die between the commit and the
+    // invalidation after it, no cached day from before the write is left to outlive it (only
+    // one loaded in the instant between the two could be).
+    cached::forget_meal_day(&state.cache, user.id, day).await;
     let created = insert_row(&state.db, &state.db.pool, user, meal, None).await;
     // On an error too: a connection lost after the commit (the database stopping) leaves the
     // row written and the 503 a lie, and the cached day would hide it until its TTL. The
@@ -511,23 +522,26 @@ pub async fn delete(
     // invalidated whatever happens next.
     let profile = users::profile(&state, user.id).await?;
     let day = meal.eaten_at.with_timezone(&profile.tz()).date_naive();
-    let deleted = sqlx::query("DELETE FROM meals WHERE id = ? AND user_id = ?")
-        .bind(id)
-        .bind(user.id)
-        .execute(&state.db.pool)
-        .await;
-    if deleted.is_err() {
-        // The outcome is unknown (the capacity run's MariaDB stop caught a DELETE answered 503
-        // whose commit had landed): drop the day, or it shows the meal until its TTL.
-        state.db.wrote(user.id).await;
-        cached::forget_meal_day(&state.cache, user.id, day).await;
-    }
-    let deleted = deleted?;
-    if deleted.rows_affected() == 0 {
+    let write = {
+        let state = state.clone();
+        async move {
+            // Before the DELETE as well (see `insert`).
+            cached::forget_meal_day(&state.cache, user.id, day).await;
+            let deleted = sqlx::query("DELETE FROM meals WHERE id = ? AND user_id = ?")
+                .bind(id)
+                .bind(user.id)
+                .execute(&state.db.pool)
+                .await;
+            // After it whatever the outcome: on an error it is unknown (the capacity run's
+            // MariaDB stop caught a DELETE answered 503 whose commit had landed).
+            state.db.wrote(user.id).await;
+            cached::forget_meal_day(&state.cache, user.id, day).await;
+            Ok(deleted?.rows_affected())
+        }
+    };
+    if cached::to_completion(write).await? == 0 {
         return Err(ApiError::not_found(format!("meal {id} does not exist")));
     }
-    state.db.wrote(user.id).await;
-    cached::forget_meal_day(&state.cache, user.id, day).await;
     if let Some((file, _)) = photo {
         photos::remove(&state.config.photo_dir, &file).await;
     }

@@ -755,3 +755,56 @@ async fn a_meal_delete_invalidates_its_day_even_when_a_later_step_fails() {
         "the cached day still lists the deleted meal: {day}"
     );
 }
+
+/// A request dropped between its write's commit and the day's invalidation (the client went
+/// away, the request timeout fired) does not leave the cached day without the meal: the write
+/// and its invalidations run to the end in a task of their own. Staged on MariaDB: a trigger
+/// holds the INSERT for half a second, the client gives up after 100 ms, and a read in the
+/// meantime caches the day from before the commit. With the write in the request's own future
+/// (as before), that day hid the meal until its TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meal_write_whose_request_is_dropped_still_invalidates_its_day() {
+    use std::time::Duration;
+    let app = TestApp::start(Stack::MariaDbRedis).await;
+    let (token, id) = app.register("dropped@example.com").await;
+    let db = &app.state.db.pool;
+    sqlx::raw_sql(
+        "CREATE TRIGGER hold_meal AFTER INSERT ON meals FOR EACH ROW SET @held = SLEEP(0.5)",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    let request = app.post(
+        "/meals",
+        Some(&token),
+        json!({"name": "Curry", "calories": 700}),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), request)
+            .await
+            .is_err(),
+        "answered while the trigger held the INSERT"
+    );
+    // While the INSERT is held: this read caches the day without the meal.
+    let before = app.get("/meals/daily", Some(&token)).await.json();
+    assert_eq!(before["totals"]["calories"], 0);
+    let committed = support::eventually(Duration::from_secs(10), || async {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meals WHERE user_id = ?")
+            .bind(id)
+            .fetch_one(db)
+            .await
+            .unwrap();
+        n == 1
+    })
+    .await;
+    assert!(committed, "the INSERT never committed");
+    sqlx::raw_sql("DROP TRIGGER hold_meal")
+        .execute(db)
+        .await
+        .unwrap();
+    let shown = support::eventually(Duration::from_secs(5), || async {
+        app.get("/meals/daily", Some(&token)).await.json()["totals"]["calories"] == 700
+    })
+    .await;
+    assert!(shown, "the cached day hides the committed meal");
+}
