@@ -78,7 +78,8 @@ where
     F: std::future::Future<Output = Result<T, crate::ApiError>> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::spawn(write)
+    // In the request's span: what the write logs keeps the request's id.
+    tokio::spawn(tracing::Instrument::in_current_span(write))
         .await
         .map_err(crate::ApiError::internal)?
 }
