@@ -22,12 +22,22 @@
 //! are served when the database fails; a write deletes the entry, window included, so the
 //! window never hides a user's own write.
 //!
-//! Invalidation runs after the database commit. A cache that is down cannot be told, and the
-//! write still succeeds (the database is the truth); the entry then ages out by its TTL, and the
-//! failure is logged and counted by cache-core.
+//! Every write runs through [`write`]: a database connection first (a database that is down
+//! fails the write there, before anything is invalidated, so the cached answers keep serving
+//! reads through the outage), then the invalidation, the write, the read-your-writes marker
+//! and the invalidation again, whatever the write's outcome, in a task of its own. A cache that
+//! is down cannot be told, and the write still succeeds (the database is the truth); the entry
+//! then ages out by its TTL, and the failure is logged and counted by cache-core.
+
+use std::future::Future;
 
 use cache_core::{Cache, Key, key};
 use chrono::NaiveDate;
+use sqlx::Any;
+use sqlx::pool::PoolConnection;
+
+use crate::app::AppState;
+use crate::error::ApiError;
 
 /// The key of a user's cached profile.
 #[must_use]
@@ -66,22 +76,66 @@ pub fn stats_tag(user: i64) -> String {
     format!("stats:{user}")
 }
 
-/// Runs a write and its invalidations to the end in a task of its own, whatever happens to
-/// the request: a request future dropped halfway (the client went away, the request timeout
-/// fired) after the commit and before the invalidation would leave the cached day or profile
-/// showing the old answer until its TTL.
+/// What a write makes stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// A meal on this (local) day was logged or deleted: that day and every stat of the user.
+    MealDay(NaiveDate),
+    /// The profile changed: the profile, every day and every stat of the user.
+    User,
+}
+
+/// Runs one write of `user`'s data, the only way the app writes:
+///
+/// 1. takes a database connection: a database that is down fails the write here, before
+///    anything is invalidated, so a cached day keeps answering reads through the outage;
+/// 2. invalidates what `stale` names, so that, should this process die between the commit and
+///    step 4, no cached answer from before the write is left to outlive it (only one loaded in
+///    the instant between the two could be);
+/// 3. runs `write` on the connection;
+/// 4. sets the read-your-writes marker ([`crate::db::Database::wrote`]; before the
+///    invalidation, so that a reload after it comes from the primary), then invalidates again,
+///    whatever the write's outcome: a connection lost after the commit (the database
+///    stopping) leaves the row written and the error a lie.
+///
+/// All of it runs to the end in a task of its own, whatever happens to the request: a request
+/// future dropped halfway (the client went away, the request timeout fired) after the commit
+/// and before the invalidation would leave the cached answer stale until its TTL.
 ///
 /// # Errors
-/// The write's own error; a panic in it is a 500.
-pub async fn to_completion<T, F>(write: F) -> Result<T, crate::ApiError>
+/// No connection within the pool's acquire timeout (503 `unavailable`), the write's own error;
+/// a panic in it is a 500.
+pub async fn write<T, W, F>(
+    state: &AppState,
+    user: i64,
+    stale: Stale,
+    write: W,
+) -> Result<T, ApiError>
 where
-    F: std::future::Future<Output = Result<T, crate::ApiError>> + Send + 'static,
+    W: FnOnce(PoolConnection<Any>) -> F + Send + 'static,
+    F: Future<Output = Result<T, ApiError>> + Send + 'static,
     T: Send + 'static,
 {
+    let state = state.clone();
+    let run = async move {
+        let conn = state.db.pool.acquire().await?;
+        forget(&state.cache, user, stale).await;
+        let written = write(conn).await;
+        state.db.wrote(user).await;
+        forget(&state.cache, user, stale).await;
+        written
+    };
     // In the request's span: what the write logs keeps the request's id.
-    tokio::spawn(tracing::Instrument::in_current_span(write))
+    tokio::spawn(tracing::Instrument::in_current_span(run))
         .await
-        .map_err(crate::ApiError::internal)?
+        .map_err(ApiError::internal)?
+}
+
+async fn forget(cache: &Cache, user: i64, stale: Stale) {
+    match stale {
+        Stale::MealDay(date) => forget_meal_day(cache, user, date).await,
+        Stale::User => forget_user(cache, user).await,
+    }
 }
 
 /// After a meal on `date` was written or deleted: that day and every stat of the user.

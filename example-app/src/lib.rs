@@ -26,6 +26,7 @@ pub mod error;
 pub mod extract;
 pub mod foods;
 pub mod health;
+pub mod idempotency;
 pub mod meals;
 pub mod nocache;
 pub mod openapi;

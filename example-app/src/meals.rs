@@ -21,9 +21,12 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::cached::Stale;
 use crate::db::Database;
+use crate::db::is_unique_violation;
 use crate::error::ApiError;
 use crate::extract::{Json, Multipart, Path, Query};
+use crate::idempotency::{self, IdempotencyKey, Idempotent};
 use crate::ratelimit::Client;
 use crate::users::{self, User};
 use crate::{cached, photos, validate};
@@ -120,6 +123,22 @@ struct ValidMeal {
 }
 
 impl NewMeal {
+    /// The fields as sent, then `extra` (an upload's photo type and size), for
+    /// [`Idempotent::new`].
+    fn fingerprint_fields(&self, extra: &[&str]) -> Vec<Option<String>> {
+        let number = |v: Option<f64>| v.map(|v| v.to_string());
+        let mut fields = vec![
+            Some(self.name.clone()),
+            Some(self.calories.to_string()),
+            number(self.protein_g),
+            number(self.fat_g),
+            number(self.carbs_g),
+            self.eaten_at.clone(),
+        ];
+        fields.extend(extra.iter().map(|e| Some((*e).to_owned())));
+        fields
+    }
+
     fn validate(self) -> Result<ValidMeal, ApiError> {
         let grams = |field, value: Option<f64>| {
             validate::number_in(field, value.unwrap_or(0.0), 0.0..=1000.0)
@@ -156,41 +175,147 @@ impl NewMeal {
     }
 }
 
-/// Logs a meal.
+/// Logs a meal. With an `Idempotency-Key`, a repeat of the request returns the meal the first
+/// one logged (see [`crate::idempotency`]).
 #[utoipa::path(post, path = "/meals", tag = "meals", security(("bearer" = [])), request_body = NewMeal,
-    responses((status = 201, body = Meal), (status = 422, body = crate::error::ErrorBody)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request safe to retry: a repeat with the same key returns the meal the first one logged, with `Idempotent-Replayed: true`. 1 to 64 characters from A-Z a-z 0-9 - _ . : (a UUID fits)",
+        pattern = r#"^"?[A-Za-z0-9._:-]{1,64}"?$"#)),
+    responses((status = 201, body = Meal),
+              (status = 422, description = "Invalid fields, or an Idempotency-Key used before with a different request", body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     user: AuthUser,
+    key: Option<IdempotencyKey>,
     Json(body): Json<NewMeal>,
-) -> Result<(StatusCode, Json<Meal>), ApiError> {
+) -> Result<Response, ApiError> {
+    let idempotent = key.map(|key| Idempotent::new(key, &body.fingerprint_fields(&[])));
+    if let Some(idempotent) = &idempotent
+        && let Some(meal) =
+            replay(&mut *state.db.pool.acquire().await?, user.id, idempotent).await?
+    {
+        return Ok(Logged::replayed(meal).into_response());
+    }
     let meal = body.validate()?;
     let profile = users::profile(&state, user.id).await?;
-    let write = async move { insert(&state, &profile, meal).await };
-    let created = cached::to_completion(write).await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    let day = meal.eaten_at.with_timezone(&profile.tz()).date_naive();
+    let db = state.db.clone();
+    let logged = cached::write(
+        &state,
+        user.id,
+        Stale::MealDay(day),
+        move |mut conn| async move {
+            let inserted =
+                insert_row(&db, &mut conn, &profile, meal, None, idempotent.as_ref()).await;
+            settle(&mut conn, user.id, idempotent.as_ref(), inserted).await
+        },
+    )
+    .await?;
+    Ok(logged.into_response())
+}
+
+/// A meal logged, or found logged by an earlier copy of the request.
+#[derive(Debug)]
+struct Logged {
+    meal: Meal,
+    replayed: bool,
+}
+
+impl Logged {
+    fn replayed(meal: Meal) -> Self {
+        Self {
+            meal,
+            replayed: true,
+        }
+    }
+}
+
+impl IntoResponse for Logged {
+    /// 201 with the meal, as the first answer was; `Idempotent-Replayed: true` on a replay.
+    fn into_response(self) -> Response {
+        let mut response = (StatusCode::CREATED, Json(self.meal)).into_response();
+        if self.replayed {
+            response.headers_mut().insert(
+                idempotency::REPLAYED_HEADER,
+                header::HeaderValue::from_static("true"),
+            );
+        }
+        response
+    }
+}
+
+/// The meal an earlier request with `idempotent`'s key logged, if any.
+///
+/// # Errors
+/// 422 `idempotency_key_reused` when that request was a different one; a database error.
+async fn replay(
+    conn: &mut sqlx::AnyConnection,
+    user: i64,
+    idempotent: &Idempotent,
+) -> Result<Option<Meal>, ApiError> {
+    let row = sqlx::query(&format!(
+        "SELECT {MEAL_COLUMNS}, request_hash FROM meals WHERE user_id = ? AND idempotency_key = ?"
+    ))
+    .bind(user)
+    .bind(idempotent.key.as_str().to_owned())
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let stored: Option<String> = row.try_get("request_hash")?;
+    idempotent.check_replay(stored.as_deref())?;
+    Ok(Some(Meal::from_row(&row)?))
+}
+
+/// An insert's outcome: the meal, or, when another copy of the request inserted first (the
+/// unique index on the key refused this one), the meal that copy logged.
+async fn settle(
+    conn: &mut sqlx::AnyConnection,
+    user: i64,
+    idempotent: Option<&Idempotent>,
+    inserted: Result<Meal, sqlx::Error>,
+) -> Result<Logged, ApiError> {
+    match (inserted, idempotent) {
+        (Ok(meal), _) => Ok(Logged {
+            meal,
+            replayed: false,
+        }),
+        (Err(err), Some(idempotent)) if is_unique_violation(&err) => {
+            match replay(conn, user, idempotent).await? {
+                Some(meal) => Ok(Logged::replayed(meal)),
+                None => Err(err.into()),
+            }
+        }
+        (Err(err), _) => Err(err.into()),
+    }
 }
 
 /// Logs a meal with a photo: a `multipart/form-data` body with a `photo` file (JPEG, PNG or
-/// WebP, at most 5 MiB) and the fields of `POST /meals` as text parts.
+/// WebP, at most 5 MiB) and the fields of `POST /meals` as text parts. `Idempotency-Key` as
+/// for `POST /meals`.
 #[utoipa::path(post, path = "/meals/upload", tag = "meals", security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "As for POST /meals",
+        pattern = r#"^"?[A-Za-z0-9._:-]{1,64}"?$"#)),
     request_body(content_type = "multipart/form-data", description = "`photo` file plus the fields of POST /meals"),
     responses((status = 201, body = Meal),
               (status = 413, description = "The photo is over 5 MiB, or the user's photo storage quota (PHOTO_QUOTA_BYTES) is spent", body = crate::error::ErrorBody),
-              (status = 415, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
+              (status = 415, body = crate::error::ErrorBody),
+              (status = 422, description = "Invalid fields, or an Idempotency-Key used before with a different request", body = crate::error::ErrorBody),
               (status = 429, description = "Over UPLOADS_PER_MINUTE", body = crate::error::ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     user: AuthUser,
+    key: Option<IdempotencyKey>,
     Multipart(mut form): Multipart,
-) -> Result<(StatusCode, Json<Meal>), ApiError> {
-    // Before a byte of the body is read: the upload rate, and a quota already spent.
+) -> Result<Response, ApiError> {
+    // Before a byte of the body is read: the upload rate, and a quota already spent (unless
+    // this may be a repeat of an upload that spent it: then the form decides).
     if let Err(wait) = state.limiter.check(&Client::Upload(user.id)).await {
         return Err(ApiError::rate_limited(wait));
     }
     let quota = state.config.photo_quota_bytes;
     let used = photo_bytes_of(&state.db.pool, user.id).await?;
-    if used >= quota {
+    if used >= quota && key.is_none() {
         return Err(quota_exceeded(used, quota));
     }
     let mut meal = NewMeal::default();
@@ -219,24 +344,77 @@ pub async fn upload(
     let photo = photo.ok_or_else(|| ApiError::validation("the form needs a `photo` file part"))?;
     meal.calories =
         calories.ok_or_else(|| ApiError::validation("the form needs a `calories` field"))?;
+    let (mime, bytes) = (photo.kind.mime(), photo.bytes);
+    let idempotent =
+        key.map(|key| Idempotent::new(key, &meal.fingerprint_fields(&[mime, &bytes.to_string()])));
+    // `photo` (its temporary file) is dropped, and so removed, on every early return.
+    if let Some(idempotent) = &idempotent
+        && let Some(meal) =
+            replay(&mut *state.db.pool.acquire().await?, user.id, idempotent).await?
+    {
+        return Ok(Logged::replayed(meal).into_response());
+    }
     let meal = meal.validate()?;
-    if used.saturating_add(photo.bytes) > quota {
+    if used.saturating_add(bytes) > quota {
         return Err(quota_exceeded(used, quota));
     }
     let profile = users::profile(&state, user.id).await?;
-    let (mime, bytes) = (photo.kind.mime(), photo.bytes);
+    let day = meal.eaten_at.with_timezone(&profile.tz()).date_naive();
     let stored = photos::store(&state.config.photo_dir, photo).await?;
-    let write = {
-        let (state, stored) = (state.clone(), stored.clone());
-        async move { insert_within_quota(&state, &profile, meal, (&stored, mime, bytes), quota).await }
-    };
-    match cached::to_completion(write).await {
-        Ok(created) => Ok((StatusCode::CREATED, Json(created))),
+    let (file, db) = (stored.clone(), state.db.clone());
+    let written = cached::write(
+        &state,
+        user.id,
+        Stale::MealDay(day),
+        move |mut conn| async move {
+            let photo = (file.as_str(), mime, bytes);
+            let inserted = insert_within_quota(
+                &db,
+                &mut conn,
+                &profile,
+                meal,
+                photo,
+                quota,
+                idempotent.as_ref(),
+            )
+            .await;
+            match inserted {
+                Err(Inserted::OverQuota(used)) => Err(quota_exceeded(used, quota)),
+                Err(Inserted::Failed(err)) => {
+                    settle(&mut conn, user.id, idempotent.as_ref(), Err(err)).await
+                }
+                Ok(meal) => settle(&mut conn, user.id, idempotent.as_ref(), Ok(meal)).await,
+            }
+        },
+    )
+    .await;
+    match written {
+        Ok(logged) => {
+            if logged.replayed {
+                // Another copy of this request stored the photo this meal shows.
+                photos::remove(&state.config.photo_dir, &stored).await;
+            }
+            Ok(logged.into_response())
+        }
         Err(err) => {
             // The row is the truth: a photo without one is garbage.
             photos::remove(&state.config.photo_dir, &stored).await;
             Err(err)
         }
+    }
+}
+
+/// Why [`insert_within_quota`] did not insert.
+enum Inserted {
+    /// The user's photos already take this many bytes.
+    OverQuota(u64),
+    /// The database said no.
+    Failed(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Inserted {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Failed(err)
     }
 }
 
@@ -247,13 +425,15 @@ pub async fn upload(
 /// write lock), so parallel uploads of one user, on any replica, are checked one after the
 /// other and cannot together go over the quota; other users' uploads do not wait on MySQL.
 async fn insert_within_quota(
-    state: &AppState,
+    db: &Database,
+    conn: &mut sqlx::AnyConnection,
     user: &User,
     meal: ValidMeal,
     photo: (&str, &str, u64),
     quota: u64,
-) -> Result<Meal, ApiError> {
-    let mut tx = state.db.pool.begin().await?;
+    idempotent: Option<&Idempotent>,
+) -> Result<Meal, Inserted> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
     sqlx::query("UPDATE users SET id = id WHERE id = ?")
         .bind(user.id)
         .execute(&mut *tx)
@@ -261,24 +441,15 @@ async fn insert_within_quota(
     let used = photo_bytes_of(&mut *tx, user.id).await?;
     if used.saturating_add(photo.2) > quota {
         // Dropping `tx` rolls it back.
-        return Err(quota_exceeded(used, quota));
+        return Err(Inserted::OverQuota(used));
     }
-    let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
-    let created = insert_row(&state.db, &mut *tx, user, meal, Some(photo)).await?;
-    // Before the commit as well (see `insert`).
-    cached::forget_meal_day(&state.cache, user.id, day).await;
-    let committed = tx.commit().await;
-    // On a failed commit too: a connection lost after the commit landed leaves the row written
-    // (see `insert`). The marker first: a day reloaded after the invalidation must come from
-    // the primary.
-    state.db.wrote(user.id).await;
-    cached::forget_meal_day(&state.cache, user.id, day).await;
-    committed?;
+    let created = insert_row(db, &mut tx, user, meal, Some(photo), idempotent).await?;
+    tx.commit().await?;
     Ok(created)
 }
 
 /// The bytes of photos `user` keeps, read through `executor` (the pool or a transaction).
-async fn photo_bytes_of<'c, E>(executor: E, user: i64) -> Result<u64, ApiError>
+async fn photo_bytes_of<'c, E>(executor: E, user: i64) -> Result<u64, sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
@@ -316,37 +487,19 @@ fn parse_field<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, ApiErr
     })
 }
 
-/// Logs a meal (without a photo) and invalidates its day.
-async fn insert(state: &AppState, user: &User, meal: ValidMeal) -> Result<Meal, ApiError> {
-    let day = meal.eaten_at.with_timezone(&user.tz()).date_naive();
-    // Before the write as well: should this process die between the commit and the
-    // invalidation after it, no cached day from before the write is left to outlive it (only
-    // one loaded in the instant between the two could be).
-    cached::forget_meal_day(&state.cache, user.id, day).await;
-    let created = insert_row(&state.db, &state.db.pool, user, meal, None).await;
-    // On an error too: a connection lost after the commit (the database stopping) leaves the
-    // row written and the 503 a lie, and the cached day would hide it until its TTL. The
-    // marker comes before the invalidation: a day reloaded after it must come from the primary.
-    state.db.wrote(user.id).await;
-    cached::forget_meal_day(&state.cache, user.id, day).await;
-    created
-}
-
-/// The `INSERT` of a meal through `executor` (the pool or a transaction); the caller
-/// invalidates the day once the row is committed.
-async fn insert_row<'c, E>(
+/// The `INSERT` of a meal, with the request's idempotency key when it sent one, on `conn` (a
+/// connection or a transaction); the caller invalidates the day (see [`cached::write`]).
+async fn insert_row(
     db: &Database,
-    executor: E,
+    conn: &mut sqlx::AnyConnection,
     user: &User,
     meal: ValidMeal,
     photo: Option<(&str, &str, u64)>,
-) -> Result<Meal, ApiError>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Any>,
-{
+    idempotent: Option<&Idempotent>,
+) -> Result<Meal, sqlx::Error> {
     let sql = db.insert_sql(
-        "INSERT INTO meals (user_id, eaten_at, name, calories, protein_g, fat_g, carbs_g, photo, photo_type, photo_bytes, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO meals (user_id, eaten_at, name, calories, protein_g, fat_g, carbs_g, photo, photo_type, photo_bytes, created_at, idempotency_key, request_hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
     let insert = sqlx::query(&sql)
         .bind(user.id)
@@ -359,8 +512,10 @@ where
         .bind(photo.map(|p| p.0.to_owned()))
         .bind(photo.map(|p| p.1.to_owned()))
         .bind(photo.map_or(0, |p| i64::try_from(p.2).unwrap_or(i64::MAX)))
-        .bind(Utc::now().timestamp());
-    let id = db.insert_returning_id(executor, insert).await?;
+        .bind(Utc::now().timestamp())
+        .bind(idempotent.map(|i| i.key.as_str().to_owned()))
+        .bind(idempotent.map(|i| i.fingerprint.clone()));
+    let id = db.insert_returning_id(conn, insert).await?;
     Ok(Meal {
         id,
         eaten_at: DateTime::from_timestamp(meal.eaten_at.timestamp(), 0).unwrap_or_default(),
@@ -522,24 +677,21 @@ pub async fn delete(
     // invalidated whatever happens next.
     let profile = users::profile(&state, user.id).await?;
     let day = meal.eaten_at.with_timezone(&profile.tz()).date_naive();
-    let write = {
-        let state = state.clone();
-        async move {
-            // Before the DELETE as well (see `insert`).
-            cached::forget_meal_day(&state.cache, user.id, day).await;
+    let deleted = cached::write(
+        &state,
+        user.id,
+        Stale::MealDay(day),
+        move |mut conn| async move {
             let deleted = sqlx::query("DELETE FROM meals WHERE id = ? AND user_id = ?")
                 .bind(id)
                 .bind(user.id)
-                .execute(&state.db.pool)
-                .await;
-            // After it whatever the outcome: on an error it is unknown (the capacity run's
-            // MariaDB stop caught a DELETE answered 503 whose commit had landed).
-            state.db.wrote(user.id).await;
-            cached::forget_meal_day(&state.cache, user.id, day).await;
-            Ok(deleted?.rows_affected())
-        }
-    };
-    if cached::to_completion(write).await? == 0 {
+                .execute(&mut *conn)
+                .await?;
+            Ok(deleted.rows_affected())
+        },
+    )
+    .await?;
+    if deleted == 0 {
         return Err(ApiError::not_found(format!("meal {id} does not exist")));
     }
     if let Some((file, _)) = photo {

@@ -9,13 +9,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cache_core::Backend;
 
-/// A backend that stores nothing: every get is a miss, every write succeeds and is forgotten.
+/// A backend that stores nothing: every get is a miss, every write succeeds and is forgotten,
+/// and the operations of tags and loader leases answer as they would on an empty store (so an
+/// invalidation succeeds, with nothing to invalidate, instead of logging a failure per write).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> cache_core::Result<()> {
 /// let cache = cache_core::Cache::builder().backend(calories_app::nocache::NoCache).build().await?;
 /// cache.set("k", &1_u32, std::time::Duration::from_secs(60)).await?;
 /// assert_eq!(cache.get::<u32>("k").await?, None);
+/// cache.invalidate_tag("user:1").await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,5 +65,31 @@ impl Backend for NoCache {
 
     async fn ping(&self) -> cache_core::Result<()> {
         Ok(())
+    }
+
+    async fn set_if_absent(
+        &self,
+        _key: &str,
+        _value: &[u8],
+        _ttl: Duration,
+    ) -> cache_core::Result<bool> {
+        Ok(true)
+    }
+
+    async fn delete_if_equals(&self, _key: &str, _value: &[u8]) -> cache_core::Result<bool> {
+        Ok(false)
+    }
+
+    async fn replace_if_present(&self, _key: &str, _value: &[u8]) -> cache_core::Result<bool> {
+        Ok(false)
+    }
+
+    async fn get_or_create(
+        &self,
+        _keys: &[String],
+        candidates: &[Vec<u8>],
+        _ttl: Option<Duration>,
+    ) -> cache_core::Result<Vec<Vec<u8>>> {
+        Ok(candidates.to_vec())
     }
 }

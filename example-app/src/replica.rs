@@ -75,8 +75,17 @@ pub const DEFAULT_READ_YOUR_WRITES: Duration = Duration::from_secs(5);
 /// The longest a marker lookup or store in Redis may take.
 pub const MARKER_BUDGET: Duration = Duration::from_millis(250);
 
-/// Local markers kept before the expired ones are swept.
+/// Local markers kept before the expired ones are first swept.
 const SWEEP_AT: usize = 4096;
+
+/// The users who wrote recently, in this process, and the size at which the next sweep of the
+/// expired ones runs: twice what the last sweep left (at least [`SWEEP_AT`]), so a map of
+/// many live markers is not walked on every write (amortised O(1) per write).
+#[derive(Debug, Default)]
+struct Writers {
+    until: HashMap<i64, Instant>,
+    sweep_at: usize,
+}
 
 /// A read replica: its pool, whether it is up, and who wrote recently.
 #[derive(Debug)]
@@ -85,7 +94,7 @@ pub struct Replica {
     window: Duration,
     shared: Option<SharedRedis>,
     down_until: Mutex<Option<Instant>>,
-    writers: Mutex<HashMap<i64, Instant>>,
+    writers: Mutex<Writers>,
 }
 
 impl Replica {
@@ -109,7 +118,10 @@ impl Replica {
             window,
             shared,
             down_until: Mutex::new(None),
-            writers: Mutex::new(HashMap::new()),
+            writers: Mutex::new(Writers {
+                until: HashMap::new(),
+                sweep_at: SWEEP_AT,
+            }),
         }
     }
 
@@ -129,10 +141,11 @@ impl Replica {
     pub async fn wrote(&self, user: i64) {
         let now = Instant::now();
         if let Ok(mut writers) = self.writers.lock() {
-            if writers.len() >= SWEEP_AT {
-                writers.retain(|_, until| *until > now);
+            if writers.until.len() >= writers.sweep_at {
+                writers.until.retain(|_, until| *until > now);
+                writers.sweep_at = (writers.until.len() * 2).max(SWEEP_AT);
             }
-            writers.insert(user, now + self.window);
+            writers.until.insert(user, now + self.window);
         }
         let Some(redis) = &self.shared else { return };
         let millis = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
@@ -153,10 +166,9 @@ impl Replica {
     /// that cannot be asked sends the read to the primary (correct, only slower).
     async fn must_read_primary(&self, user: i64) -> bool {
         let now = Instant::now();
-        let local = self
-            .writers
-            .lock()
-            .map_or(true, |w| w.get(&user).is_some_and(|until| *until > now));
+        let local = self.writers.lock().map_or(true, |w| {
+            w.until.get(&user).is_some_and(|until| *until > now)
+        });
         if local {
             return true;
         }

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::auth::{AuthUser, PasswordHashing, RegisterRequest, hash_password};
+use crate::cached::Stale;
 use crate::db::{Database, is_unique_violation};
 use crate::error::ApiError;
 use crate::extract::Json;
@@ -247,32 +248,22 @@ pub async fn update_me(
         .transpose()?;
     // One statement: each column keeps its stored value unless the request names it, so two
     // concurrent PATCHes of different fields both land (a read-modify-write would lose one).
-    let write = {
-        let state = state.clone();
-        let tz = tz.map(|tz| tz.name().to_owned());
-        async move {
-            // Before the UPDATE as well: see `meals::insert`.
-            cached::forget_user(&state.cache, user.id).await;
-            let updated = sqlx::query(
-                "UPDATE users SET name = COALESCE(?, name), daily_goal = COALESCE(?, daily_goal), \
-                 time_zone = COALESCE(?, time_zone) WHERE id = ?",
-            )
-            .bind(name)
-            .bind(goal)
-            .bind(tz)
-            .bind(user.id)
-            .execute(&state.db.pool)
-            .await;
-            state.db.wrote(user.id).await;
-            // The goal and the time zone shape every day and every stat: drop them all. On an
-            // error too: a connection lost after the commit (the database stopping) leaves the
-            // UPDATE done and the 503 a lie, and the cached copies would show the old profile
-            // until their TTL.
-            cached::forget_user(&state.cache, user.id).await;
-            updated.map(drop).map_err(ApiError::from)
-        }
-    };
-    cached::to_completion(write).await?;
+    let tz = tz.map(|tz| tz.name().to_owned());
+    // The goal and the time zone shape every day and every stat: all of them go stale.
+    cached::write(&state, user.id, Stale::User, move |mut conn| async move {
+        sqlx::query(
+            "UPDATE users SET name = COALESCE(?, name), daily_goal = COALESCE(?, daily_goal), \
+             time_zone = COALESCE(?, time_zone) WHERE id = ?",
+        )
+        .bind(name)
+        .bind(goal)
+        .bind(tz)
+        .bind(user.id)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    })
+    .await?;
     // Read from the database, not through the cache: a read-through here could join (or
     // finish after) the load of a concurrent PATCH that began before this one's UPDATE, and
     // store that older profile after this PATCH's invalidation (the cache-aside race; a test

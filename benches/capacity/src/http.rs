@@ -14,6 +14,9 @@ use hyper_util::rt::TokioExecutor;
 /// The longest a request may take before it counts as failed (status 0).
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many times a request that is safe to repeat is sent again (see [`Client::send`]).
+pub(crate) const RESENDS: u32 = 2;
+
 /// A keep-alive HTTP/1.1 client of one `http://127.0.0.1:PORT` target.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
@@ -30,7 +33,7 @@ pub(crate) struct Reply {
     pub(crate) body: Bytes,
     /// `Retry-After`, in seconds, when the response had one.
     pub(crate) retry_after: Option<u64>,
-    /// Whether it was sent twice (see [`Client::send`]).
+    /// Whether it was sent more than once (see [`Client::send`]).
     pub(crate) retried: bool,
     /// The replica that answered, from nginx's `X-Upstream` header.
     pub(crate) upstream: Option<String>,
@@ -63,6 +66,12 @@ pub(crate) struct Call<'a> {
     pub(crate) body: Option<(&'static str, Bytes)>,
     /// Sent as `X-Request-Id`; the app logs and echoes it.
     pub(crate) request_id: &'a str,
+    /// Sent as `Idempotency-Key` (the meal writes): the app answers a repeat with the meal the
+    /// first copy logged, so the request may be sent again.
+    pub(crate) idempotency_key: Option<&'a str>,
+    /// Whether sending it twice does what sending it once does, for a method that does not
+    /// say so (`PATCH /users/me` sets values).
+    pub(crate) repeatable: bool,
 }
 
 impl Client {
@@ -84,21 +93,26 @@ impl Client {
 
     /// Sends `call`, waiting at most [`REQUEST_TIMEOUT`] for the whole response.
     ///
-    /// An idempotent request (GET, DELETE) that got no response because its connection to
-    /// nginx closed or reset under it (on a kept-alive connection: nginx's old workers close
-    /// theirs on a reload) is sent once more, as user agents do (RFC 9110, 9.2.2): that race
-    /// is HTTP/1.1 keep-alive's, not a failure of the service. A POST or PATCH never is, and
-    /// nothing is resent after a timeout.
+    /// A request that is safe to repeat (GET, DELETE, one with an `Idempotency-Key`, one marked
+    /// [`Call::repeatable`]) is sent again, up to [`RESENDS`] times, when it got no response
+    /// because its connection closed or reset under it (on a kept-alive connection: nginx's
+    /// old workers close theirs on a reload), or a 502 (the replica died with it in flight):
+    /// that is what the key is for, and what user agents do for idempotent requests (RFC 9110,
+    /// 9.2.2). Any other request never is, and nothing is resent after a timeout.
     pub(crate) async fn send(&self, call: Call<'_>) -> Reply {
-        let idempotent = matches!(call.method, "GET" | "DELETE" | "HEAD" | "PUT");
+        let repeatable = matches!(call.method, "GET" | "DELETE" | "HEAD" | "PUT")
+            || call.idempotency_key.is_some()
+            || call.repeatable;
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-        let mut retried = false;
+        let mut resends = 0;
         loop {
+            let retried = resends > 0;
+            let can_resend = repeatable && resends < RESENDS;
             match tokio::time::timeout_at(deadline, self.send_inner(call.clone())).await {
+                Ok(Ok(reply)) if reply.status == 502 && can_resend => resends += 1,
                 Ok(Ok(reply)) => return Reply { retried, ..reply },
-                Ok(Err(Failure::Transport)) if idempotent && !retried => retried = true,
-                Ok(Err(_)) => return failed(retried),
-                Err(_) => return failed(retried),
+                Ok(Err(Failure::Transport)) if can_resend => resends += 1,
+                Ok(Err(_)) | Err(_) => return failed(retried),
             }
         }
     }
@@ -108,6 +122,9 @@ impl Client {
             .method(call.method)
             .uri(format!("{}{}", self.base, call.path))
             .header("x-request-id", call.request_id);
+        if let Some(key) = call.idempotency_key {
+            builder = builder.header("idempotency-key", key);
+        }
         if let Some(token) = call.token {
             let value =
                 HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Failure::Other)?;
@@ -165,6 +182,8 @@ impl Client {
             token: None,
             body: None,
             request_id: "capacity-probe",
+            idempotency_key: None,
+            repeatable: false,
         })
         .await
     }

@@ -54,8 +54,10 @@ pub(crate) struct Phase {
     pub(crate) logins: u64,
     /// Responses 503 without `Retry-After`.
     pub(crate) no_retry_after: u64,
-    /// Idempotent requests sent again after a kept-alive connection closed under them.
+    /// Requests sent again (see `http::Client::send`).
     pub(crate) resent: u64,
+    /// Error answers by status and the error code of their JSON body (`busy`, `unavailable`).
+    pub(crate) error_codes: BTreeMap<(u16, String), u64>,
 }
 
 impl Phase {
@@ -200,6 +202,7 @@ impl Recorder {
             logins: 0,
             no_retry_after: 0,
             resent: 0,
+            error_codes: BTreeMap::new(),
         });
     }
 
@@ -254,6 +257,16 @@ impl Recorder {
     pub(crate) fn no_retry_after(&self) {
         if let Some(phase) = self.lock().phases.last_mut() {
             phase.no_retry_after += 1;
+        }
+    }
+
+    /// Counts an error answer (4xx, 5xx) by status and the `error.code` of its body.
+    pub(crate) fn error_code(&self, status: u16, code: &str) {
+        if let Some(phase) = self.lock().phases.last_mut() {
+            *phase
+                .error_codes
+                .entry((status, code.to_owned()))
+                .or_insert(0) += 1;
         }
     }
 

@@ -191,10 +191,19 @@ impl Report {
             if p.resent > 0 {
                 let _ = writeln!(
                     md,
-                    "Idempotent requests sent again after their connection to nginx closed or \
-                     reset under them (as user agents do): {}.\n",
+                    "Requests sent again by the client, safe to repeat (GET, DELETE, a meal \
+                     write with its `Idempotency-Key`, the goal `PATCH`), after no answer or a \
+                     502: {}.\n",
                     p.resent
                 );
+            }
+            if !p.error_codes.is_empty() {
+                let codes: Vec<String> = p
+                    .error_codes
+                    .iter()
+                    .map(|((status, code), n)| format!("{status} `{code}`: {n}"))
+                    .collect();
+                let _ = writeln!(md, "Error answers by code: {}.\n", codes.join(", "));
             }
             let _ = writeln!(
                 md,
@@ -319,9 +328,14 @@ const METHOD: &str = "
   (no response, 5xx) may or may not have happened: that user's checks pause for 10 s (beyond
   the local tier's 5 s TTL) and its model is rebuilt from its next reads; such writes are
   counted as \"unverified\".
-- **Client retries.** A GET or DELETE whose connection to nginx closed or reset before any
-  response (nginx's old workers close their kept-alive connections on a reload) is sent once
-  more, as browsers do (RFC 9110, 9.2.2), and counted per phase; a POST or PATCH never is.
+- **Client retries.** A request that is safe to repeat is sent again, at most twice, when its
+  connection to nginx closed or reset before any response (nginx's old workers close their
+  kept-alive connections on a reload) or nginx answered 502 (the replica died with it in
+  flight): GET and DELETE by their method (RFC 9110, 9.2.2), the meal writes because each
+  carries an `Idempotency-Key` (its request id; the app answers a repeat with the meal the
+  first copy logged, `Idempotent-Replayed: true`), and the goal `PATCH` because it sets a
+  value. Login is never resent. Resends are counted per phase; a request that failed after
+  them counts as failed.
 - **Faults**, each in its own phase while the users keep their sessions: Redis SIGKILLed and
   restarted on the same port (empty, as a Redis without persistence comes back); one replica
   SIGKILLed and restarted; a rolling restart in which each replica is taken out of nginx's

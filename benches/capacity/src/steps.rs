@@ -98,6 +98,8 @@ pub(crate) async fn run(
                         token: Some(&token),
                         body,
                         request_id: &request_id,
+                        idempotency_key: None,
+                        repeatable: false,
                     })
                     .await;
                 recorder.record(route, intended, reply.status, false);

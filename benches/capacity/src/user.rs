@@ -49,6 +49,17 @@ const PNG: &[u8] = &[
     0x42, 0x60, 0x82,
 ];
 
+/// When a request may be sent again after its answer was lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// As its method says: GET and DELETE may, POST and PATCH may not.
+    ByMethod,
+    /// A meal write: sent with its request id as `Idempotency-Key`, so it may.
+    WithKey,
+    /// `PATCH /users/me`: it sets values (no deltas), so sending it twice does what once does.
+    SetsValues,
+}
+
 /// What all users share.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -145,6 +156,28 @@ impl User {
         path: &str,
         body: Option<(&'static str, Bytes)>,
     ) -> (Reply, String) {
+        self.send_as(
+            shared,
+            route,
+            intended,
+            (method, Repeat::ByMethod),
+            path,
+            body,
+        )
+        .await
+    }
+
+    /// [`User::send`], saying when the request is safe to send again (see
+    /// [`Client::send`]): a meal write carries its request id as its `Idempotency-Key`.
+    async fn send_as(
+        &mut self,
+        shared: &Shared,
+        route: &'static str,
+        intended: Instant,
+        (method, repeat): (&'static str, Repeat),
+        path: &str,
+        body: Option<(&'static str, Bytes)>,
+    ) -> (Reply, String) {
         let mut request_id = self.request_id();
         shared.recorder.sending();
         let reply = shared
@@ -155,6 +188,8 @@ impl User {
                 token: self.token.as_deref(),
                 body,
                 request_id: &request_id,
+                idempotency_key: (repeat == Repeat::WithKey).then_some(request_id.as_str()),
+                repeatable: repeat == Repeat::SetsValues,
             })
             .await;
         shared.recorder.record(route, intended, reply.status, true);
@@ -168,6 +203,14 @@ impl User {
         );
         if reply.status == 503 && reply.retry_after.is_none() {
             shared.recorder.no_retry_after();
+        }
+        if reply.status >= 400 {
+            let code = reply.json();
+            let code = code
+                .as_ref()
+                .and_then(|v| v["error"]["code"].as_str())
+                .unwrap_or("(no JSON error)");
+            shared.recorder.error_code(reply.status, code);
         }
         (reply, request_id)
     }
@@ -260,11 +303,11 @@ impl User {
                 let calories = self.rng.i64(50..900);
                 let body = json!({"name": "capacity run meal", "calories": calories});
                 let (reply, id) = self
-                    .send(
+                    .send_as(
                         shared,
                         "POST /meals",
                         intended,
-                        "POST",
+                        ("POST", Repeat::WithKey),
                         "/meals",
                         Some(("application/json", Bytes::from(body.to_string()))),
                     )
@@ -279,11 +322,11 @@ impl User {
                 let goal = self.rng.i64(15..=35) * 100;
                 let body = json!({"daily_goal": goal});
                 let (reply, id) = self
-                    .send(
+                    .send_as(
                         shared,
                         "PATCH /users/me",
                         intended,
-                        "PATCH",
+                        ("PATCH", Repeat::SetsValues),
                         "/users/me",
                         Some(("application/json", Bytes::from(body.to_string()))),
                     )
@@ -308,11 +351,11 @@ impl User {
                 let calories = self.rng.i64(50..900);
                 let (content_type, body) = multipart(calories);
                 let (reply, id) = self
-                    .send(
+                    .send_as(
                         shared,
                         "POST /meals/upload",
                         intended,
-                        "POST",
+                        ("POST", Repeat::WithKey),
                         "/meals/upload",
                         Some((content_type, body)),
                     )
