@@ -140,21 +140,39 @@ async fn forget(cache: &Cache, user: i64, stale: Stale) {
 
 /// After a meal on `date` was written or deleted: that day and every stat of the user.
 pub async fn forget_meal_day(cache: &Cache, user: i64, date: NaiveDate) {
-    // The delete also drops the stale window; the tag closes the race (see `day_tag`).
-    absorb(cache.delete(daily(user, date)).await.map(drop));
-    absorb(cache.invalidate_tag(day_tag(user, date)).await);
-    absorb(cache.invalidate_tag(stats_tag(user)).await);
+    // The delete also drops the stale window; the tag closes the race (see `day_tag`). At
+    // once: the three share one round trip's wait on the multiplexed connection.
+    let (key, day, stats) = (daily(user, date), day_tag(user, date), stats_tag(user));
+    let (deleted, day, stats) = tokio::join!(
+        cache.delete(&key),
+        cache.invalidate_tag(&day),
+        cache.invalidate_tag(&stats)
+    );
+    absorb(deleted.map(drop));
+    absorb(day);
+    absorb(stats);
 }
 
 /// After the profile changed: the profile, every day and every stat of the user.
 pub async fn forget_user(cache: &Cache, user: i64) {
-    absorb(cache.delete(profile(user)).await.map(drop));
-    absorb(cache.invalidate_tag(user_tag(user)).await);
+    let (key, tag) = (profile(user), user_tag(user));
+    let (deleted, tagged) = tokio::join!(cache.delete(&key), cache.invalidate_tag(&tag));
+    absorb(deleted.map(drop));
+    absorb(tagged);
 }
 
 /// A failed invalidation is logged, never returned: the write it follows has already succeeded.
+/// A skip while cache-core's circuit breaker is open is logged at debug only: cache-core
+/// warned when it opened and counts every skip, and a line per write through an outage would
+/// cost more CPU than the writes.
 fn absorb(result: cache_core::Result<()>) {
-    if let Err(err) = result {
-        tracing::warn!(error = %err, "cache invalidation failed; the entry will expire by its TTL");
+    match result {
+        Ok(()) => {}
+        Err(err) if err.kind() == cache_core::ErrorKind::CircuitOpen => {
+            tracing::debug!(error = %err, "cache invalidation skipped: the cache is cut off");
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cache invalidation failed; the entry will expire by its TTL");
+        }
     }
 }

@@ -188,13 +188,9 @@ pub async fn create(
     key: Option<IdempotencyKey>,
     Json(body): Json<NewMeal>,
 ) -> Result<Response, ApiError> {
+    // No lookup before the INSERT: a repeat finds the key taken by the unique index, and only
+    // then reads the meal that took it, so the first copy costs no extra query.
     let idempotent = key.map(|key| Idempotent::new(key, &body.fingerprint_fields(&[])));
-    if let Some(idempotent) = &idempotent
-        && let Some(meal) =
-            replay(&mut *state.db.pool.acquire().await?, user.id, idempotent).await?
-    {
-        return Ok(Logged::replayed(meal).into_response());
-    }
     let meal = body.validate()?;
     let profile = users::profile(&state, user.id).await?;
     let day = meal.eaten_at.with_timezone(&profile.tz()).date_naive();
@@ -348,14 +344,15 @@ pub async fn upload(
     let idempotent =
         key.map(|key| Idempotent::new(key, &meal.fingerprint_fields(&[mime, &bytes.to_string()])));
     // `photo` (its temporary file) is dropped, and so removed, on every early return.
-    if let Some(idempotent) = &idempotent
-        && let Some(meal) =
-            replay(&mut *state.db.pool.acquire().await?, user.id, idempotent).await?
-    {
-        return Ok(Logged::replayed(meal).into_response());
-    }
     let meal = meal.validate()?;
     if used.saturating_add(bytes) > quota {
+        // A repeat of the upload that spent the quota is answered as the first was.
+        if let Some(idempotent) = &idempotent
+            && let Some(meal) =
+                replay(&mut *state.db.pool.acquire().await?, user.id, idempotent).await?
+        {
+            return Ok(Logged::replayed(meal).into_response());
+        }
         return Err(quota_exceeded(used, quota));
     }
     let profile = users::profile(&state, user.id).await?;
@@ -379,11 +376,19 @@ pub async fn upload(
             )
             .await;
             match inserted {
-                Err(Inserted::OverQuota(used)) => Err(quota_exceeded(used, quota)),
+                Ok(meal) => settle(&mut conn, user.id, idempotent.as_ref(), Ok(meal)).await,
                 Err(Inserted::Failed(err)) => {
                     settle(&mut conn, user.id, idempotent.as_ref(), Err(err)).await
                 }
-                Ok(meal) => settle(&mut conn, user.id, idempotent.as_ref(), Ok(meal)).await,
+                // A copy of this request that committed first spent the quota: its meal
+                // answers.
+                Err(Inserted::OverQuota(used)) => match idempotent.as_ref() {
+                    Some(idempotent) => match replay(&mut conn, user.id, idempotent).await? {
+                        Some(meal) => Ok(Logged::replayed(meal)),
+                        None => Err(quota_exceeded(used, quota)),
+                    },
+                    None => Err(quota_exceeded(used, quota)),
+                },
             }
         },
     )

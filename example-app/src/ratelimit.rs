@@ -11,8 +11,9 @@
 //!
 //! A Redis that fails or is slow does not let everything through: the request is counted by
 //! the in-process limiter instead (per replica, so N replicas allow up to N times the limit
-//! while Redis is down), and Redis is not asked again for five seconds, so an outage costs one
-//! 250 ms budget per five seconds, not one per request.
+//! while Redis is down), and Redis is not asked again for five seconds; then one request asks
+//! it while the others stay in process, so an outage costs one request one 250 ms budget per
+//! five seconds, not every request in flight.
 //!
 //! IPv6 clients are counted per /64: one host usually holds a whole /64, and counting each of
 //! its 2^64 addresses apart would give it as many budgets.
@@ -259,24 +260,58 @@ impl RateLimiter {
         else {
             return self.local.check(client);
         };
-        let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        if now < skip_until.load(Ordering::Relaxed) {
+        // +1 so that "now" is never 0, the marker of a Redis in use.
+        let now = u64::try_from(started.elapsed().as_millis())
+            .unwrap_or(u64::MAX - 1)
+            .saturating_add(1);
+        let until = skip_until.load(Ordering::Acquire);
+        if now < until {
+            return self.local.check(client);
+        }
+        // The cool-down is over: one request (the one that wins this swap) asks Redis again,
+        // and the others stay in process until it has the answer, rather than every request
+        // in flight waiting on a Redis that may still be down (half-open, as cache-core's
+        // breaker does).
+        let probe_for = u64::try_from(REDIS_BUDGET.as_millis()).unwrap_or(0);
+        let probing = until != 0;
+        if probing
+            && skip_until
+                .compare_exchange(
+                    until,
+                    now.saturating_add(probe_for),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
+        {
             return self.local.check(client);
         }
         let give_up = || {
             let pause = u64::try_from(REDIS_COOL_DOWN.as_millis()).unwrap_or(0);
-            skip_until.store(now.saturating_add(pause), Ordering::Relaxed);
+            skip_until.store(now.saturating_add(pause), Ordering::Release);
             metrics::counter!("rate_limiter_fallback_total").increment(1);
+        };
+        let back = || {
+            if probing {
+                skip_until.store(0, Ordering::Release);
+                tracing::info!("rate limiter: Redis answers again; limiting through it");
+            }
         };
         let window_ms = u64::try_from(WINDOW.as_millis()).unwrap_or(60_000);
         let mut invocation = script.key(client.key());
         invocation.arg(window_ms);
         let call = conn.invoke::<(u64, i64)>(&invocation);
         match tokio::time::timeout(REDIS_BUDGET, call).await {
-            Ok(Ok((count, ttl_ms))) if count > u64::from(limit) => Err(Duration::from_millis(
-                u64::try_from(ttl_ms).unwrap_or(1000).max(1),
-            )),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok((count, ttl_ms))) => {
+                back();
+                if count > u64::from(limit) {
+                    Err(Duration::from_millis(
+                        u64::try_from(ttl_ms).unwrap_or(1000).max(1),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
             Ok(Err(err)) => {
                 give_up();
                 tracing::warn!(error = %err, "rate limiter: Redis failed; limiting in-process for {REDIS_COOL_DOWN:?}");

@@ -127,6 +127,85 @@ async fn ipv6_clients_are_throttled_per_64(stack: Stack) {
     );
 }
 
+/// After the limiter's cool-down, one request asks a Redis that may still be down (a
+/// blackholed one: each ask waits the whole 250 ms budget) while the others stay in process;
+/// once Redis answers again, the limiter goes back to it. Counted in the bytes clients send
+/// through a fault proxy: before the half-open probe, every request in flight at the end of
+/// the cool-down sent its script to the dead Redis and waited on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_cool_down_one_request_probes_a_dead_redis_and_the_rest_stay_in_process() {
+    use calories_app::ratelimit::{Client, Limits, RateLimiter};
+    use std::time::Duration;
+    let redis = support::RedisServer::start();
+    let proxy = support::redis_support::FaultProxy::start(redis.port()).await;
+    let conn = calories_app::redis_conn::SharedRedis::connect(&proxy.url(), None)
+        .await
+        .unwrap();
+    let limits = Limits {
+        per_user: 1_000_000,
+        ..Limits::default()
+    };
+    let limiter = RateLimiter::redis(conn, limits);
+    let client = Client::User(7);
+    // One script call's size on the wire (the second: the first may load the script).
+    assert!(limiter.check(&client).await.is_ok());
+    let before = proxy.bytes_from_clients();
+    assert!(limiter.check(&client).await.is_ok());
+    let one_call = proxy.bytes_from_clients() - before;
+    assert!(one_call > 0, "the check did not go through Redis");
+
+    proxy.set_mode(support::redis_support::Mode::Blackhole);
+    // The first check waits out the budget, then counts in process.
+    assert!(limiter.check(&client).await.is_ok());
+    let cooling = proxy.bytes_from_clients();
+    // Batches of 20 at once until one asks Redis: the end of the cool-down.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let probed = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no request asked Redis again after the cool-down"
+        );
+        let before = proxy.bytes_from_clients();
+        let mut batch = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (limiter, client) = (limiter.clone(), client.clone());
+            batch.spawn(async move { limiter.check(&client).await.is_ok() });
+        }
+        assert!(batch.join_all().await.into_iter().all(|ok| ok));
+        let sent = proxy.bytes_from_clients() - before;
+        if sent > 0 {
+            break sent;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(cooling > 0);
+    assert_eq!(
+        probed,
+        one_call,
+        "{} calls went to the dead Redis, not one",
+        probed / one_call
+    );
+
+    // Redis answers again: after the next cool-down, the probe succeeds and every check
+    // goes through Redis again.
+    proxy.set_mode(support::redis_support::Mode::Pass);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the limiter did not go back to Redis"
+        );
+        assert!(limiter.check(&client).await.is_ok());
+        let before = proxy.bytes_from_clients();
+        assert!(limiter.check(&client).await.is_ok());
+        assert!(limiter.check(&client).await.is_ok());
+        if proxy.bytes_from_clients() - before == 2 * one_call {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_redis_makes_the_limiter_count_in_process_not_let_everything_through() {
     let mut app = TestApp::start_with(Stack::MariaDbRedis, |c| {
