@@ -76,6 +76,8 @@ struct Plan {
     login_concurrency: usize,
     /// The longest the ramp may take.
     ramp_limit: Duration,
+    /// Between the ramp and the steady state: the ramp's backlog drains, reported apart.
+    settle: Duration,
     steady: Duration,
     redis_down: Duration,
     /// How long each fault phase goes on after the component is back.
@@ -95,6 +97,7 @@ impl Plan {
                 think: Duration::from_secs(5),
                 login_concurrency: 6,
                 ramp_limit: Duration::from_secs(900),
+                settle: Duration::from_secs(30),
                 steady: Duration::from_secs(120),
                 redis_down: Duration::from_secs(30),
                 after: Duration::from_secs(30),
@@ -108,6 +111,7 @@ impl Plan {
                 think: Duration::from_secs(5),
                 login_concurrency: 6,
                 ramp_limit: Duration::from_secs(120),
+                settle: Duration::from_secs(10),
                 steady: Duration::from_secs(30),
                 redis_down: Duration::from_secs(10),
                 after: Duration::from_secs(10),
@@ -121,6 +125,7 @@ impl Plan {
                 think: Duration::from_secs(1),
                 login_concurrency: 4,
                 ramp_limit: Duration::from_secs(60),
+                settle: Duration::from_secs(0),
                 steady: Duration::from_secs(5),
                 redis_down: Duration::from_secs(3),
                 after: Duration::from_secs(4),
@@ -404,6 +409,22 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         logged as f64 / ramp_s.max(0.001)
     ));
     snaps.push(snapshot(&stack, tps).await);
+
+    if !plan.settle.is_zero() {
+        println!(
+            "==> settle, {} s: the ramp's backlog drains",
+            plan.settle.as_secs()
+        );
+        recorder.begin_phase("settle");
+        hold(plan.settle).await;
+        notes.push(format!(
+            "All users in; the {} s after the ramp, not counted as the steady state: the \
+             actions that the ramp's logins (Argon2, CPU-bound) delayed are served now, and \
+             their latency still counts from when they were scheduled.",
+            plan.settle.as_secs()
+        ));
+        snaps.push(snapshot(&stack, tps).await);
+    }
 
     println!("==> steady state, {} s", plan.steady.as_secs());
     recorder.begin_phase("steady");

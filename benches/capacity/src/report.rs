@@ -336,6 +336,11 @@ const METHOD: &str = "
   first copy logged, `Idempotent-Replayed: true`), and the goal `PATCH` because it sets a
   value. Login is never resent. Resends are counted per phase; a request that failed after
   them counts as failed.
+- **Settle.** The ramp's logins (an Argon2 hash each, CPU-bound) overload the machine, and
+  the users' actions scheduled meanwhile queue up; the phase after the ramp (\"settle\") is
+  when that backlog is served, reported apart so that \"steady\" measures all users at their
+  rate rather than the ramp's aftermath. Nothing is dropped: the settle phase's requests
+  keep their latency from their scheduled time.
 - **Faults**, each in its own phase while the users keep their sessions: Redis SIGKILLed and
   restarted on the same port (empty, as a Redis without persistence comes back); one replica
   SIGKILLed and restarted; a rolling restart in which each replica is taken out of nginx's
