@@ -18,9 +18,9 @@
 //! A day read after 80% of its hour is reloaded in the background (`get_or_refresh` with
 //! `refresh_ahead(0.8)`), so a day in use never expires under its readers.
 //!
-//! The day view and the stats also keep a stale window (an hour past their TTL) in which they
-//! are served when the database fails; a write deletes the entry, window included, so the
-//! window never hides a user's own write.
+//! The day view, the stats and the profile also keep a stale window (an hour past their TTL) in
+//! which they are served when the database fails; a write deletes the entry, window included, so
+//! the window never hides a user's own write.
 //!
 //! Every write runs through [`write`]: a database connection first (a database that is down
 //! fails the write there, before anything is invalidated, so the cached answers keep serving
@@ -88,7 +88,8 @@ pub enum Stale {
 /// Runs one write of `user`'s data, the only way the app writes:
 ///
 /// 1. takes a database connection: a database that is down fails the write here, before
-///    anything is invalidated, so a cached day keeps answering reads through the outage;
+///    anything is invalidated, so a cached day keeps answering reads through the outage (and
+///    while [`crate::outage`] knows it is down, at once, without waiting for the pool);
 /// 2. invalidates what `stale` names, so that, should this process die between the commit and
 ///    step 4, no cached answer from before the write is left to outlive it (only one loaded in
 ///    the instant between the two could be);
@@ -118,7 +119,10 @@ where
 {
     let state = state.clone();
     let run = async move {
-        let conn = state.db.pool.acquire().await?;
+        state.db.outage.check()?;
+        let conn = state.db.pool.acquire().await;
+        state.db.outage.observe(&conn);
+        let conn = conn?;
         forget(&state.cache, user, stale).await;
         let written = write(conn).await;
         state.db.wrote(user).await;

@@ -17,6 +17,7 @@ use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::outage::Outage;
 use crate::redis_conn::SharedRedis;
 use crate::replica::Replica;
 
@@ -67,6 +68,8 @@ pub struct Database {
     pub dialect: Dialect,
     /// `DATABASE_READ_URL`'s replica, if set.
     replica: Option<Arc<Replica>>,
+    /// Whether the primary is known to be unreachable (see [`crate::outage`]).
+    pub outage: Arc<Outage>,
 }
 
 impl Database {
@@ -103,6 +106,7 @@ impl Database {
             pool,
             dialect,
             replica: None,
+            outage: Arc::default(),
         };
         db.migrate().await?;
         db.load_foods().await?;
@@ -188,8 +192,24 @@ impl Database {
     {
         match &self.replica {
             Some(replica) => replica.read(&self.pool, user, query).await,
-            None => query(self.pool.clone()).await,
+            None => self.primary(query).await,
         }
+    }
+
+    /// Runs `query` on the primary, failing at once while it is known to be unreachable (see
+    /// [`crate::outage`]): for the reads a write depends on.
+    ///
+    /// # Errors
+    /// What the query says; an I/O error while the primary is unreachable.
+    pub async fn primary<T, F, Fut>(&self, query: F) -> Result<T, sqlx::Error>
+    where
+        F: FnOnce(AnyPool) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        self.outage.check()?;
+        let result = query(self.pool.clone()).await;
+        self.outage.observe(&result);
+        result
     }
 
     /// Records that `user` just wrote, so that their reads see the primary for the

@@ -30,6 +30,7 @@ pub mod idempotency;
 pub mod meals;
 pub mod nocache;
 pub mod openapi;
+pub mod outage;
 pub mod photos;
 pub mod probe;
 pub mod ratelimit;

@@ -310,7 +310,10 @@ pub async fn upload(
         return Err(ApiError::rate_limited(wait));
     }
     let quota = state.config.photo_quota_bytes;
-    let used = photo_bytes_of(&state.db.pool, user.id).await?;
+    let used = state
+        .db
+        .primary(|pool| async move { photo_bytes_of(&pool, user.id).await })
+        .await?;
     if used >= quota && key.is_none() {
         return Err(quota_exceeded(used, quota));
     }
@@ -616,7 +619,7 @@ async fn find(
         .await
     };
     let row = if for_write {
-        query(state.db.pool.clone()).await?
+        state.db.primary(query).await?
     } else {
         state.db.read(Some(user), query).await?
     };

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use cache_core::Expiry;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,13 @@ use crate::{cached, validate};
 
 /// How long `GET /users/me` stays cached.
 pub const PROFILE_TTL: Duration = Duration::from_secs(600);
+
+/// How long past its TTL a profile is still served when the database fails or is slower than
+/// [`PROFILE_SOFT_TIMEOUT`]; a `PATCH` deletes it, so this never hides a user's own change.
+pub const PROFILE_STALE: Duration = Duration::from_secs(3600);
+
+/// With a stale profile at hand, a database slower than this is not waited for.
+pub const PROFILE_SOFT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A user as the API shows it (never the password hash).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -184,14 +192,20 @@ fn gone() -> ApiError {
     )
 }
 
-/// The user's profile, through the cache (ten minutes; invalidated by `PATCH /users/me`).
+/// The user's profile, through the cache (ten minutes; deleted by `PATCH /users/me`, window
+/// included). For [`PROFILE_STALE`] past its ten minutes it is still served when the database
+/// fails: every cached day and stat needs the profile (its time zone, its goal), and they must
+/// keep answering through a database outage.
 ///
 /// # Errors
 /// 401 when the account is gone; a database failure.
 pub async fn profile(state: &AppState, id: i64) -> Result<User, ApiError> {
+    let expiry = Expiry::new(PROFILE_TTL)
+        .stale(PROFILE_STALE)
+        .soft_timeout(PROFILE_SOFT_TIMEOUT);
     state
         .cache
-        .get_or_try_insert_with(cached::profile(id), PROFILE_TTL, || async move {
+        .get_or_try_insert_with(cached::profile(id), expiry, || async move {
             // Routed when the load runs: a user who just wrote reads (and caches) the primary's.
             state
                 .db

@@ -200,8 +200,10 @@ async fn a_repeated_upload_keeps_one_meal_and_one_photo_even_past_the_quota(stac
 }
 
 /// A write that cannot get a database connection fails before it invalidates anything: the
-/// cached day keeps answering, as it must while MariaDB is down (the capacity run's outage).
-/// Staged by holding the pool's only connection, so the write's wait for one times out.
+/// cached day keeps answering, as it must while MariaDB is down (the capacity run's outage);
+/// the outage is then known, later writes fail at once, and they land again once the database
+/// is back. Staged by holding the pool's only connection, so the write's wait for one times
+/// out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_cannot_reach_the_database_leaves_the_cached_day_answering() {
     let app = TestApp::start_with(Stack::SqliteMemory, |c| c.database_max_connections = 1).await;
@@ -231,8 +233,39 @@ async fn a_write_that_cannot_reach_the_database_leaves_the_cached_day_answering(
         write.body
     );
     assert!(write.header("retry-after").is_some());
+    // The outage is known now: the next writes fail at once (503 `unavailable`), not after
+    // another wait for the pool, and cached reads keep answering.
+    assert!(app.state.db.outage.is_down());
+    let again = app
+        .post(
+            "/meals",
+            Some(&token),
+            json!({"name": "Tea", "calories": 5}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(again.error_code(), "unavailable");
     let cached = app.get("/meals/daily", Some(&token)).await;
     assert_eq!(cached.status, StatusCode::OK, "{:?}", cached.body);
     assert_eq!(cached.json()["totals"]["calories"], 700);
+    // The database is back: after the cool-down one write tries it, and writes land again.
     drop(held);
+    let back = support::eventually(std::time::Duration::from_secs(15), || async {
+        app.post(
+            "/meals",
+            Some(&token),
+            json!({"name": "Tea", "calories": 5}),
+        )
+        .await
+        .status
+            == StatusCode::CREATED
+    })
+    .await;
+    assert!(back, "writes did not resume once the database was back");
+    assert!(!app.state.db.outage.is_down());
+    let day = app.get("/meals/daily", Some(&token)).await.json();
+    assert_eq!(
+        day["totals"]["calories"], 705,
+        "the day shows the write: {day}"
+    );
 }
