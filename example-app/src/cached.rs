@@ -22,7 +22,7 @@
 //! which they are served when the database fails; a write deletes the entry, window included, so
 //! the window never hides a user's own write.
 //!
-//! Every write runs through [`write`]: a database connection first (a database that is down
+//! Every write runs through [`write()`]: a database connection first (a database that is down
 //! fails the write there, before anything is invalidated, so the cached answers keep serving
 //! reads through the outage), then the invalidation, the write, the read-your-writes marker
 //! and the invalidation again, whatever the write's outcome, in a task of its own. A cache that

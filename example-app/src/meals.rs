@@ -496,7 +496,7 @@ fn parse_field<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, ApiErr
 }
 
 /// The `INSERT` of a meal, with the request's idempotency key when it sent one, on `conn` (a
-/// connection or a transaction); the caller invalidates the day (see [`cached::write`]).
+/// connection or a transaction); the caller invalidates the day (see [`cached::write()`]).
 async fn insert_row(
     db: &Database,
     conn: &mut sqlx::AnyConnection,
