@@ -21,6 +21,9 @@ pub(crate) const RESENDS: u32 = 2;
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     inner: HyperClient<HttpConnector, Full<Bytes>>,
+    /// For resends: no kept-alive connections, so a resend never lands on another connection
+    /// that an old nginx worker is closing.
+    fresh: HyperClient<HttpConnector, Full<Bytes>>,
     base: String,
 }
 
@@ -84,9 +87,13 @@ impl Client {
         let inner = HyperClient::builder(TokioExecutor::new())
             .pool_max_idle_per_host(max_idle)
             .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector.clone());
+        let fresh = HyperClient::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
             .build(connector);
         Self {
             inner,
+            fresh,
             base: base.into(),
         }
     }
@@ -94,7 +101,8 @@ impl Client {
     /// Sends `call`, waiting at most [`REQUEST_TIMEOUT`] for the whole response.
     ///
     /// A request that is safe to repeat (GET, DELETE, one with an `Idempotency-Key`, one marked
-    /// [`Call::repeatable`]) is sent again, up to [`RESENDS`] times, when it got no response
+    /// [`Call::repeatable`]) is sent again, on a new connection, up to [`RESENDS`] times, when
+    /// it got no response
     /// because its connection closed or reset under it (on a kept-alive connection: nginx's
     /// old workers close theirs on a reload), or a 502 (the replica died with it in flight):
     /// that is what the key is for, and what user agents do for idempotent requests (RFC 9110,
@@ -108,7 +116,8 @@ impl Client {
         loop {
             let retried = resends > 0;
             let can_resend = repeatable && resends < RESENDS;
-            match tokio::time::timeout_at(deadline, self.send_inner(call.clone())).await {
+            let client = if retried { &self.fresh } else { &self.inner };
+            match tokio::time::timeout_at(deadline, self.send_inner(client, call.clone())).await {
                 Ok(Ok(reply)) if reply.status == 502 && can_resend => resends += 1,
                 Ok(Ok(reply)) => return Reply { retried, ..reply },
                 Ok(Err(Failure::Transport)) if can_resend => resends += 1,
@@ -117,7 +126,11 @@ impl Client {
         }
     }
 
-    async fn send_inner(&self, call: Call<'_>) -> Result<Reply, Failure> {
+    async fn send_inner(
+        &self,
+        client: &HyperClient<HttpConnector, Full<Bytes>>,
+        call: Call<'_>,
+    ) -> Result<Reply, Failure> {
         let mut builder = Request::builder()
             .method(call.method)
             .uri(format!("{}{}", self.base, call.path))
@@ -138,8 +151,7 @@ impl Client {
             None => Full::new(Bytes::new()),
         };
         let request = builder.body(body).map_err(|_| Failure::Other)?;
-        let response = self
-            .inner
+        let response = client
             .request(request)
             .await
             .map_err(|_| Failure::Transport)?;

@@ -296,8 +296,8 @@ const METHOD: &str = "
   robin, keep-alive to the replicas, `proxy_next_upstream error timeout http_502` (nginx never
   retries POST or PATCH without `non_idempotent`, so only idempotent requests are retried; 503
   is the app's own answer, database down or hashing busy, and is passed on: counted as a
-  failure it would take every healthy replica out during a database outage), and passive
-  health checks (`max_fails=3 fail_timeout=5s`).
+  failure it would take every healthy replica out during a database outage), passive
+  health checks (`max_fails=3 fail_timeout=5s`) and ingress-nginx's 5 s connect timeout.
 - **Changed from the ConfigMap for the run, and why.** Every simulated user comes from
   127.0.0.1 through nginx, so the per-IP and per-user limits (`RATE_LIMIT_*`) are raised to a
   million a minute: the limiter still counts every request in Redis, it never refuses.
@@ -334,8 +334,9 @@ const METHOD: &str = "
   flight): GET and DELETE by their method (RFC 9110, 9.2.2), the meal writes because each
   carries an `Idempotency-Key` (its request id; the app answers a repeat with the meal the
   first copy logged, `Idempotent-Replayed: true`), and the goal `PATCH` because it sets a
-  value. Login is never resent. Resends are counted per phase; a request that failed after
-  them counts as failed.
+  value. Resends go on a new connection; login is never resent. Resends are counted per
+  phase; a request that failed after them counts as failed, and a resent DELETE answered 404
+  counts as done (204): the first copy deleted the meal and its answer was lost.
 - **Settle.** The ramp's logins (an Argon2 hash each, CPU-bound) overload the machine, and
   the users' actions scheduled meanwhile queue up; the phase after the ramp (\"settle\") is
   when that backlog is served, reported apart so that \"steady\" measures all users at their

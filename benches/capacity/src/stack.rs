@@ -641,7 +641,10 @@ impl Stack {
              \x20           # would take every healthy replica out during a database outage.\n\
              \x20           proxy_next_upstream error timeout http_502;\n\
              \x20           proxy_next_upstream_tries 3;\n\
-             \x20           proxy_connect_timeout 1s;\n\
+             \x20           # ingress-nginx's default: a 1 s connect timeout on an overloaded box\n\
+             \x20           # failed connects in the first seconds of the MariaDB stop, and three\n\
+             \x20           # such failures took every replica out for fail_timeout (502s).\n\
+             \x20           proxy_connect_timeout 5s;\n\
              \x20           proxy_read_timeout 30s;\n\
              \x20       }}\n\
              \x20   }}\n\
