@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Connection, Executor, Row};
 
 use crate::outage::Outage;
 use crate::redis_conn::SharedRedis;
@@ -23,6 +23,42 @@ use crate::replica::Replica;
 
 /// The food table's rows, shipped in the binary so an image needs no data files.
 const FOODS_CSV: &str = include_str!("../data/foods.csv");
+
+/// A pooled connection idle at least this long is pinged before it is handed out, so that one
+/// the server closed meanwhile (a restart, MySQL's `wait_timeout`) is replaced instead of failing
+/// its query. See [`pool_options`].
+pub const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// The options both pools (primary and replica) are built from: at most `max_connections`, and
+/// a ping before handing out a connection only when it sat idle for [`PING_IDLE_AFTER`].
+///
+/// sqlx pings every connection it hands out (`test_before_acquire`) and again every one it
+/// takes back (on release, always): two round trips for each query the app sends. Measured in
+/// the capacity run (`benches/CAPACITY.md`, "MariaDB statements per request"), the pings were
+/// half of everything the replicas sent MariaDB. The ping on release stays (sqlx has no switch
+/// for it), and it already checks each connection as it goes back, so a connection taken from
+/// the pool soon after is as good as checked; one that sat idle may have been closed by the
+/// server since, and is pinged.
+///
+/// ```
+/// let options = calories_app::db::pool_options(10);
+/// assert_eq!(options.get_max_connections(), 10);
+/// assert!(!options.get_test_before_acquire());
+/// ```
+#[must_use]
+pub fn pool_options(max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +121,7 @@ impl Database {
             Dialect::Sqlite => sqlite_url(url)?,
             Dialect::MySql => url.replacen("mariadb:", "mysql:", 1),
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
+        let pool = pool_options(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
@@ -147,8 +182,7 @@ impl Database {
             redact(url)
         );
         let url = url.replacen("mariadb:", "mysql:", 1);
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
+        let pool = pool_options(max_connections)
             .acquire_timeout(crate::replica::REPLICA_ACQUIRE_TIMEOUT)
             .connect_lazy(&url)
             .with_context(|| format!("DATABASE_READ_URL {} is not usable", redact(&url)))?;

@@ -163,6 +163,8 @@ fn main() -> ExitCode {
 #[derive(Debug, Clone)]
 struct Snapshot {
     questions: Option<u64>,
+    statements: Option<stack::Counts>,
+    redis: Option<stack::Counts>,
     cache: Vec<Option<(u64, u64)>>,
     cpu: Vec<(String, f64)>,
 }
@@ -210,6 +212,8 @@ async fn snapshot(stack: &Stack, tps: f64) -> Snapshot {
     ));
     Snapshot {
         questions: tokio::task::block_in_place(|| stack.questions()),
+        statements: tokio::task::block_in_place(|| stack.statements()),
+        redis: tokio::task::block_in_place(|| stack.redis_commands()),
         cache,
         cpu,
     }
@@ -236,6 +240,8 @@ fn figures(phase: Phase, from: &Snapshot, to: &Snapshot, note: String) -> PhaseF
         (Some(a), Some(b)) if b >= a => Some(b - a),
         _ => None,
     };
+    let statements = counts_delta(from.statements.as_ref(), to.statements.as_ref());
+    let redis = counts_delta(from.redis.as_ref(), to.redis.as_ref());
     let cpu = from
         .cpu
         .iter()
@@ -245,11 +251,33 @@ fn figures(phase: Phase, from: &Snapshot, to: &Snapshot, note: String) -> PhaseF
     PhaseFigures {
         phase,
         questions,
+        statements,
+        redis,
         hits,
         misses,
         cpu,
         note,
     }
+}
+
+/// What each counter did between two readings; unknown when a server was down at either or
+/// restarted in between (a counter went back).
+fn counts_delta(from: Option<&stack::Counts>, to: Option<&stack::Counts>) -> Option<stack::Counts> {
+    let (from, to) = (from?, to?);
+    let mut out = stack::Counts::new();
+    for (name, &b) in to {
+        let a = from.get(name).copied().unwrap_or(0);
+        if b < a {
+            return None;
+        }
+        if b > a {
+            out.insert(name.clone(), b - a);
+        }
+    }
+    if from.iter().any(|(name, _)| !to.contains_key(name)) {
+        return None;
+    }
+    Some(out)
 }
 
 fn machine(stack: &Stack, tps: f64) -> Vec<(String, String)> {

@@ -18,6 +18,10 @@ pub(crate) struct PhaseFigures {
     pub(crate) phase: Phase,
     /// MariaDB `Questions` during the phase (unknown when it was down at a boundary).
     pub(crate) questions: Option<u64>,
+    /// MariaDB statements by kind (`Com_*`) during the phase, when known.
+    pub(crate) statements: Option<crate::stack::Counts>,
+    /// Redis calls by command during the phase, when known (not across a Redis restart).
+    pub(crate) redis: Option<crate::stack::Counts>,
     /// Cache hits and misses of all replicas during the phase.
     pub(crate) hits: u64,
     /// Misses.
@@ -74,6 +78,32 @@ pub(crate) struct Report {
     pub(crate) chart: String,
     /// The first lines of the oracle's violation log.
     pub(crate) violations: Vec<String>,
+}
+
+/// "Redis commands per request: 2.31 (evalsha 1.00, get 0.52, ...)", the largest first, the
+/// small ones folded into "other".
+fn per_request(what: &str, counts: &crate::stack::Counts, requests: f64) -> String {
+    let requests = requests.max(1.0);
+    let total: u64 = counts.values().sum();
+    let mut kinds: Vec<(&String, &u64)> = counts.iter().collect();
+    kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let mut parts: Vec<String> = Vec::new();
+    let mut other = 0;
+    for (name, &n) in kinds {
+        if n as f64 / requests >= 0.005 {
+            parts.push(format!("`{name}` {:.3}", n as f64 / requests));
+        } else {
+            other += n;
+        }
+    }
+    if other > 0 {
+        parts.push(format!("other {:.3}", other as f64 / requests));
+    }
+    format!(
+        "{what} per request: {:.3} ({}).",
+        total as f64 / requests,
+        parts.join(", ")
+    )
 }
 
 fn fmt_ms(micros: u64) -> String {
@@ -237,6 +267,14 @@ impl Report {
                 f.questions
                     .map_or_else(|| "n/a".to_owned(), |q| q.to_string())
             );
+            for (what, counts) in [
+                ("MariaDB statements", &f.statements),
+                ("Redis commands", &f.redis),
+            ] {
+                if let Some(counts) = counts {
+                    let _ = writeln!(md, "\n{}", per_request(what, counts, requests));
+                }
+            }
         }
         for (title, list) in [
             ("cache on (Redis + local tier)", &self.steps_on),

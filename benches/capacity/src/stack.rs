@@ -17,6 +17,9 @@ use anyhow::{Context, bail};
 
 use crate::http::Client;
 
+/// Named counters (statement kinds, Redis commands) and their values.
+pub(crate) type Counts = std::collections::BTreeMap<String, u64>;
+
 /// How the replicas are configured, beyond what the stack itself decides.
 #[derive(Debug, Clone)]
 pub(crate) struct AppSettings {
@@ -439,6 +442,59 @@ impl Stack {
             .nth(1)?
             .parse()
             .ok()
+    }
+
+    /// MariaDB's statement counters (`Com_select`, `Com_insert`, ...: each statement kind
+    /// clients sent), those above zero, if it answers.
+    #[must_use]
+    pub(crate) fn statements(&self) -> Option<Counts> {
+        let out = self.sql("SHOW GLOBAL STATUS LIKE 'Com\\_%'").ok()?;
+        Some(
+            out.lines()
+                .filter_map(|line| {
+                    let (name, value) = line.split_once('\t')?;
+                    let n: u64 = value.trim().parse().ok()?;
+                    (n > 0).then(|| (name.trim_start_matches("Com_").to_owned(), n))
+                })
+                .collect(),
+        )
+    }
+
+    /// Redis's calls per command (`INFO commandstats`), if it answers.
+    #[must_use]
+    pub(crate) fn redis_commands(&self) -> Option<Counts> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.redis_port));
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        stream.write_all(b"INFO commandstats\r\n").ok()?;
+        // A bulk string: `$<length>\r\n<text>\r\n`.
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut expected = None;
+        while expected.is_none_or(|len| reply.len() < len) {
+            let n = stream.read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            reply.extend_from_slice(&buf[..n]);
+            if expected.is_none()
+                && let Some(end) = reply.windows(2).position(|w| w == b"\r\n")
+            {
+                let len: usize = std::str::from_utf8(reply.get(1..end)?).ok()?.parse().ok()?;
+                expected = Some(end + 2 + len);
+            }
+        }
+        let text = String::from_utf8_lossy(&reply);
+        // cmdstat_get:calls=12,usec=34,...
+        Some(
+            text.lines()
+                .filter_map(|line| {
+                    let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                    let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+                    Some((name.to_owned(), calls.parse().ok()?))
+                })
+                .collect(),
+        )
     }
 
     /// Stops MariaDB by SIGTERM and waits for its exit.
