@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -29,6 +30,8 @@ type Slot<V> = watch::Sender<Option<V>>;
 /// ```
 pub struct SingleFlight<V> {
     in_progress: Mutex<HashMap<String, Arc<Slot<V>>>>,
+    /// Flights ended so far, any key.
+    ended: AtomicU64,
 }
 
 impl<V> fmt::Debug for SingleFlight<V> {
@@ -48,6 +51,7 @@ impl<V> Default for SingleFlight<V> {
     fn default() -> Self {
         Self {
             in_progress: Mutex::new(HashMap::new()),
+            ended: AtomicU64::new(0),
         }
     }
 }
@@ -83,6 +87,22 @@ impl<V: Clone> SingleFlight<V> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains_key(key)
+    }
+
+    /// How many flights (of any key) have ended so far. A caller that read it before looking for
+    /// a result and finds it unchanged when it comes to lead knows that no flight ended in
+    /// between, so none stored a result it could have missed: it need not look again.
+    ///
+    /// ```
+    /// use cache_core::flight::SingleFlight;
+    ///
+    /// let flights = SingleFlight::<u32>::new();
+    /// let before = flights.ended();
+    /// drop(flights.join("report:7")); // a leader that gave up: its flight ended
+    /// assert_eq!(flights.ended(), before + 1);
+    /// ```
+    pub fn ended(&self) -> u64 {
+        self.ended.load(Ordering::Acquire)
     }
 
     /// Leads the work for `key`, or follows whoever already does.
@@ -144,6 +164,9 @@ impl<V> Drop for Leader<'_, V> {
         {
             map.remove(&self.key);
         }
+        // Under the lock, after whatever the leader stored: a caller that then leads the key
+        // sees the count moved.
+        self.flights.ended.fetch_add(1, Ordering::AcqRel);
         // Dropping the last sender wakes followers still without an outcome: the channel closes.
     }
 }
@@ -186,6 +209,22 @@ mod tests {
             matches!(flights.join("k"), Flight::Leader(_)),
             "the flight ended"
         );
+    }
+
+    #[test]
+    fn ended_counts_each_flight_once_when_its_leader_goes() {
+        let flights = SingleFlight::<u32>::new();
+        let Flight::Leader(leader) = flights.join("a") else {
+            panic!("first caller leads")
+        };
+        let follower = flights.join("a");
+        assert_eq!(flights.ended(), 0, "a running flight has not ended");
+        drop(follower);
+        assert_eq!(flights.ended(), 0, "a follower leaving ends nothing");
+        drop(leader);
+        assert_eq!(flights.ended(), 1);
+        drop(flights.join("b"));
+        assert_eq!(flights.ended(), 2);
     }
 
     #[tokio::test]

@@ -262,6 +262,41 @@ async fn a_tagged_hit_is_one_round_trip() {
     assert_eq!(server.calls("mget") - before, 1);
 }
 
+/// A tagged miss reads the value (and its tags' versions) once: the single-flight leader does
+/// not look again when no flight ended meanwhile, and a refresh-ahead read that missed hands
+/// its lookup to the read-through instead of repeating it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tagged_miss_reads_the_backend_once() {
+    let server = RedisServer::start();
+    let cache = redis_cache(&server).await;
+    let expiry = || Expiry::new(HOUR).tags(["user:42", "day:42"]);
+    let before = server.calls("mget");
+    let value: Result<u32, String> = cache
+        .get_or_try_insert_with("daily:42:a", expiry(), || async { Ok(1) })
+        .await;
+    assert_eq!(value, Ok(1));
+    assert_eq!(server.calls("mget") - before, 1, "get_or_try_insert_with");
+
+    let before = server.calls("mget");
+    let value: Result<u32, String> = cache
+        .get_or_refresh("daily:42:b", expiry().refresh_ahead(0.8), || async {
+            Ok(2)
+        })
+        .await;
+    assert_eq!(value, Ok(2));
+    assert_eq!(server.calls("mget") - before, 1, "get_or_refresh");
+
+    // Both were stored: the next reads hit, a round trip each.
+    let before = server.calls("mget");
+    let hit: Result<u32, String> = cache
+        .get_or_refresh("daily:42:b", expiry().refresh_ahead(0.8), || async {
+            Ok(3)
+        })
+        .await;
+    assert_eq!(hit, Ok(2));
+    assert_eq!(server.calls("mget") - before, 1);
+}
+
 /// A tag's version key lives at least as long as the longest value under it (so a value can
 /// never outlive its tag and come back after an invalidation), and forever for values without
 /// a TTL.

@@ -135,8 +135,27 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let key = key.as_ref();
-        let expiry = expiry.into();
+        self.read_through(key.as_ref(), expiry.into(), None, loader)
+            .await
+    }
+
+    /// The read-through behind [`get_or_try_insert_with`](Cache::get_or_try_insert_with) and
+    /// [`get_or_refresh`](Cache::get_or_refresh). `looked`: the lookup a caller already made
+    /// (not a hit), with [`SingleFlight::ended`](crate::flight::SingleFlight::ended) read before
+    /// it, so the backend is not asked twice.
+    async fn read_through<T, E, F, Fut>(
+        &self,
+        key: &str,
+        expiry: Expiry,
+        looked: Option<(Lookup<T>, u64)>,
+        loader: F,
+    ) -> Result<T, E>
+    where
+        T: Cacheable,
+        E: Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let (ttl, tags) = self.storage_plan(&expiry);
         // A loader that asks for its own key (directly, or through another cached function with
         // the same key) would otherwise wait for itself.
@@ -151,7 +170,16 @@ impl Cache {
         let mut stale: Option<T> = None;
         // After one failed backend call, skip the others (re-check, store): a slow backend must
         // cost a request one timeout, not three.
-        let mut backend_up = match self.lookup_tagged::<T>(key, &tags).await {
+        // The flights ended before the lookup: if still as many when this call comes to lead,
+        // no flight stored the key since, and the leader does not look again.
+        let (found, ended) = match looked {
+            Some((found, ended)) => (Ok(found), ended),
+            None => {
+                let ended = self.inner.flights.ended();
+                (self.lookup_tagged::<T>(key, &tags).await, ended)
+            }
+        };
+        let mut backend_up = match found {
             Ok(found) => {
                 if let Lookup::Expired(value) = &found
                     && serves_stale
@@ -171,7 +199,7 @@ impl Cache {
         loop {
             match self.inner.flights.join(key) {
                 Flight::Leader(leader) => {
-                    if backend_up {
+                    if backend_up && self.inner.flights.ended() != ended {
                         // A flight for this key may have finished between our miss and our
                         // joining: look again (uncounted: this request already counted a miss).
                         match self.lookup_tagged::<T>(key, &tags).await {
@@ -445,6 +473,7 @@ impl Cache {
     ///
     /// # Errors
     /// The loader's error, never the cache's.
+    #[tracing::instrument(name = "cache.get_or_refresh", level = "debug", skip_all, fields(key = %key.as_ref()))]
     pub async fn get_or_refresh<T, E, F, Fut>(
         &self,
         key: impl AsRef<str>,
@@ -460,6 +489,7 @@ impl Cache {
         let key = key.as_ref();
         let expiry = expiry.into();
         if let (Some(fraction), false) = (expiry.refresh_ahead, self.is_leading(key)) {
+            let ended = self.inner.flights.ended();
             match self.lookup_aged::<T>(key, &expiry.tags).await {
                 Ok((Lookup::Hit(value), used)) => {
                     self.inner.metrics.hits.increment(1);
@@ -468,8 +498,13 @@ impl Cache {
                     }
                     return Ok(value);
                 }
-                // Anything else is the read-through's to handle (it looks again, and counts).
-                Ok(_) => {}
+                // Anything else is the read-through's to handle (it counts), without looking
+                // again.
+                Ok((found, _)) => {
+                    return self
+                        .read_through(key, expiry, Some((found, ended)), loader)
+                        .await;
+                }
                 Err(err) => self.absorb("cache read failed, serving from the loader", &err),
             }
         }
