@@ -86,6 +86,18 @@ impl Breaker {
         }
     }
 
+    /// Starts a call that is sent whatever the breaker says: an invalidation. Skipping one
+    /// because this replica saw the backend fail, while other replicas reach it and serve what
+    /// they cached, would leave their copy stale for its whole TTL. While open, it goes as a
+    /// plain call (never the probe): a success closes the breaker, a failure is counted.
+    pub(crate) fn attempt_anyway(&self, bounded: bool) -> Attempt<'_> {
+        self.attempt(bounded).unwrap_or(Attempt {
+            breaker: self,
+            permit: Permit::Call,
+            resolved: false,
+        })
+    }
+
     pub(crate) fn is_open(&self) -> bool {
         self.open_until.load(Ordering::Acquire) != 0
     }

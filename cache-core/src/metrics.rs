@@ -72,6 +72,15 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// Whether the operation invalidates: sent even while the circuit breaker is open (see
+    /// `Breaker::attempt_anyway`).
+    pub(crate) fn invalidates(self) -> bool {
+        matches!(
+            self,
+            Op::Delete | Op::DeletePattern | Op::InvalidateTag | Op::Publish
+        )
+    }
+
     const ALL: [Op; 12] = [
         Op::Get,
         Op::GetMany,

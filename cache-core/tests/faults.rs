@@ -322,3 +322,70 @@ async fn a_reconnection_cut_during_its_handshake_does_not_leave_the_cache_stuck(
     );
     assert!(proxy.connections() > connections);
 }
+
+/// Two replicas on one Redis; the first saw Redis fail (a blackhole on its path only), so its
+/// breaker is open for a long cool-down although Redis answers it again. Its invalidations are
+/// still sent: the second replica, which kept reaching Redis and cached the values, reads
+/// misses afterwards, not the copies from before the write. Skipped, they stood for their TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_still_sends_invalidations() {
+    let rig = rig(1, MINUTE).await;
+    let (writer, proxy) = (&rig.cache, &rig.proxy);
+    let reader = Cache::builder()
+        .url(rig.server.url())
+        .operation_timeout(TIMEOUT)
+        .build()
+        .await
+        .unwrap();
+    let tagged = || cache_core::Expiry::new(MINUTE).tags(["user:7"]);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let read = |key: &'static str, tagged_read: bool| {
+        let (reader, runs) = (&reader, Arc::clone(&runs));
+        async move {
+            let load = || async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                "loaded".to_owned()
+            };
+            if tagged_read {
+                reader.get_or_insert_with(key, tagged(), load).await
+            } else {
+                reader.get_or_insert_with(key, MINUTE, load).await
+            }
+        }
+    };
+    read("day", false).await;
+    read("stats", true).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+
+    proxy.set_mode(Mode::Blackhole);
+    assert!(writer.get::<String>("day").await.unwrap_err().is_timeout());
+    assert!(writer.is_circuit_open());
+    proxy.set_mode(Mode::Pass);
+    assert!(
+        writer
+            .get::<String>("day")
+            .await
+            .unwrap_err()
+            .is_circuit_open(),
+        "reads are skipped for the cool-down"
+    );
+
+    // The write's invalidations, from the replica whose breaker is open.
+    assert!(
+        writer.delete("day").await.unwrap(),
+        "the delete reached Redis"
+    );
+    writer.invalidate_tag("user:7").await.unwrap();
+    assert!(
+        !writer.is_circuit_open(),
+        "an answered invalidation closes the breaker"
+    );
+
+    read("day", false).await;
+    read("stats", true).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        4,
+        "the other replica reloads both: nothing from before the write is served"
+    );
+}

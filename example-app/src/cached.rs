@@ -92,7 +92,7 @@ pub enum Stale {
 ///    while [`crate::outage`] knows it is down, at once, without waiting for the pool);
 /// 2. invalidates what `stale` names, so that, should this process die between the commit and
 ///    step 4, no cached answer from before the write is left to outlive it (only one loaded in
-///    the instant between the two could be);
+///    the instant between the two could be); skipped while cache-core's breaker is open;
 /// 3. runs `write` on the connection;
 /// 4. sets the read-your-writes marker ([`crate::db::Database::wrote`]; before the
 ///    invalidation, so that a reload after it comes from the primary), then invalidates again,
@@ -123,7 +123,12 @@ where
         let conn = state.db.pool.acquire().await;
         state.db.outage.observe(&conn);
         let conn = conn?;
-        forget(&state.cache, user, stale).await;
+        // Not while cache-core's breaker is open: the cache is most likely down, and this
+        // early invalidation only covers a process dying after the commit; the one after the
+        // write is sent whatever the breaker says (cache-core sends invalidations anyway).
+        if !state.cache.is_circuit_open() {
+            forget(&state.cache, user, stale).await;
+        }
         let written = write(conn).await;
         state.db.wrote(user).await;
         forget(&state.cache, user, stale).await;
@@ -152,28 +157,28 @@ pub async fn forget_meal_day(cache: &Cache, user: i64, date: NaiveDate) {
         cache.invalidate_tag(&day),
         cache.invalidate_tag(&stats)
     );
-    absorb(deleted.map(drop));
-    absorb(day);
-    absorb(stats);
+    absorb(cache, deleted.map(drop));
+    absorb(cache, day);
+    absorb(cache, stats);
 }
 
 /// After the profile changed: the profile, every day and every stat of the user.
 pub async fn forget_user(cache: &Cache, user: i64) {
     let (key, tag) = (profile(user), user_tag(user));
     let (deleted, tagged) = tokio::join!(cache.delete(&key), cache.invalidate_tag(&tag));
-    absorb(deleted.map(drop));
-    absorb(tagged);
+    absorb(cache, deleted.map(drop));
+    absorb(cache, tagged);
 }
 
 /// A failed invalidation is logged, never returned: the write it follows has already succeeded.
-/// A skip while cache-core's circuit breaker is open is logged at debug only: cache-core
-/// warned when it opened and counts every skip, and a line per write through an outage would
-/// cost more CPU than the writes.
-fn absorb(result: cache_core::Result<()>) {
+/// While cache-core's circuit breaker is open, at debug only: cache-core warned when it opened
+/// and counts every failure, and a line per write through an outage would cost more CPU than
+/// the writes.
+fn absorb(cache: &Cache, result: cache_core::Result<()>) {
     match result {
         Ok(()) => {}
-        Err(err) if err.kind() == cache_core::ErrorKind::CircuitOpen => {
-            tracing::debug!(error = %err, "cache invalidation skipped: the cache is cut off");
+        Err(err) if err.kind() == cache_core::ErrorKind::CircuitOpen || cache.is_circuit_open() => {
+            tracing::debug!(error = %err, "cache invalidation failed: the cache is cut off");
         }
         Err(err) => {
             tracing::warn!(error = %err, "cache invalidation failed; the entry will expire by its TTL");

@@ -148,7 +148,8 @@ impl Cache {
         self.guarded(remote, op, Some(remote.timeout), fut)
     }
 
-    /// Runs one backend operation under the failure policy: breaker, timeout, metrics.
+    /// Runs one backend operation under the failure policy: breaker (an open one skips the
+    /// operation, unless it invalidates: see `Op::invalidates`), timeout, metrics.
     /// `timeout: None` is for operations that bound their own steps (`delete_pattern`).
     ///
     /// Combinators rather than an `async fn`: an `async fn` keeps its argument `fut` for its
@@ -165,7 +166,13 @@ impl Cache {
         use futures_util::future::Either;
 
         let metrics = &self.inner.metrics;
-        let Some(attempt) = remote.breaker.attempt(timeout.is_some()) else {
+        let bounded = timeout.is_some();
+        let attempt = if op.invalidates() {
+            Some(remote.breaker.attempt_anyway(bounded))
+        } else {
+            remote.breaker.attempt(bounded)
+        };
+        let Some(attempt) = attempt else {
             let err = Error::circuit_open(op.as_str());
             metrics.error(op, err.kind());
             return Either::Left(std::future::ready(Err(err)));
