@@ -200,7 +200,8 @@ impl Database {
     /// read that is the same for everyone): the primary when there is no replica, when `user`
     /// wrote within the read-your-writes window or when the replica is down; else the replica,
     /// with the primary answering if it fails. `query` may therefore run twice: it must only
-    /// read.
+    /// read. Whenever it goes to the primary, it goes through [`Database::primary`]'s outage
+    /// check: refused at once while the primary is known to be unreachable.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -225,7 +226,7 @@ impl Database {
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
         match &self.replica {
-            Some(replica) => replica.read(&self.pool, user, query).await,
+            Some(replica) => replica.read(&self.pool, &self.outage, user, query).await,
             None => self.primary(query).await,
         }
     }
@@ -240,10 +241,7 @@ impl Database {
         F: FnOnce(AnyPool) -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
-        self.outage.check()?;
-        let result = query(self.pool.clone()).await;
-        self.outage.observe(&result);
-        result
+        self.outage.run(query(self.pool.clone())).await
     }
 
     /// Records that `user` just wrote, so that their reads see the primary for the

@@ -12,6 +12,7 @@
 //! Written by hand, a few atomics, as cache-core's breaker and the rate limiter's probe are: no
 //! circuit-breaker crate fits a check that wraps sqlx's own pool.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,32 @@ impl Outage {
             metrics::gauge!("db_primary_up").set(1.0);
             tracing::info!("the database answers again");
         }
+    }
+
+    /// Runs `work` on the primary under this check: refused at once during an outage (but for
+    /// the probe), its outcome observed. `work` is a future, so it starts only if let through.
+    ///
+    /// # Errors
+    /// What `work` returns; an I/O error while the primary is known to be unreachable.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use calories_app::outage::Outage;
+    /// let outage = Outage::default();
+    /// let failed = outage.run(async { Err::<(), _>(sqlx::Error::PoolTimedOut) }).await;
+    /// assert!(failed.is_err() && outage.is_down());
+    /// let refused = outage.run(async { Ok::<_, sqlx::Error>(1) }).await;
+    /// assert!(refused.is_err(), "not run during the cool-down");
+    /// # });
+    /// ```
+    pub async fn run<T>(
+        &self,
+        work: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
+        self.check()?;
+        let result = work.await;
+        self.observe(&result);
+        result
     }
 
     /// Whether an outage is on (work fails fast but for the probes).

@@ -61,6 +61,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::AnyPool;
 
+use crate::outage::Outage;
 use crate::redis_conn::SharedRedis;
 
 /// The longest a read waits for a replica connection before the primary answers instead.
@@ -206,10 +207,12 @@ impl Replica {
         }
     }
 
-    /// Runs `query` on the pool the module docs describe, falling back to `primary`.
+    /// Runs `query` on the pool the module docs describe, falling back to `primary`, which
+    /// `outage` guards (a primary known to be unreachable refuses at once, as without a replica).
     pub(crate) async fn read<T, F, Fut>(
         &self,
         primary: &AnyPool,
+        outage: &Outage,
         user: Option<i64>,
         query: F,
     ) -> Result<T, sqlx::Error>
@@ -217,16 +220,17 @@ impl Replica {
         F: Fn(AnyPool) -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
+        let on_primary = || outage.run(query(primary.clone()));
         let own_write = match user {
             Some(user) => self.must_read_primary(user).await,
             None => false,
         };
         if own_write {
-            return query(primary.clone()).await;
+            return on_primary().await;
         }
         if self.is_down() {
             fallback("unreachable");
-            return query(primary.clone()).await;
+            return on_primary().await;
         }
         match query(self.pool.clone()).await {
             Ok(value) => {
@@ -236,14 +240,14 @@ impl Replica {
             Err(err) if is_unreachable(&err) => {
                 self.mark_down(&err);
                 fallback("unreachable");
-                query(primary.clone()).await
+                on_primary().await
             }
             // Not found is an answer, the same on both.
             Err(sqlx::Error::RowNotFound) => Err(sqlx::Error::RowNotFound),
             Err(err) => {
                 tracing::debug!(error = %err, "the read replica refused a read; the primary answers");
                 fallback("error");
-                query(primary.clone()).await
+                on_primary().await
             }
         }
     }

@@ -238,6 +238,26 @@ async fn a_user_reads_their_own_write_while_the_replica_sql_thread_is_stopped() 
         Replicated::meal_names(&db.app, &other).await,
         Vec::<String>::new()
     );
+
+    // While the primary is known to be unreachable, a read routed to it (the writer's, in the
+    // read-your-writes window) is refused at once, as it is without a replica; the others'
+    // reads still go to the replica.
+    db.app
+        .state
+        .db
+        .outage
+        .observe::<()>(&Err(sqlx::Error::PoolTimedOut));
+    let refused = db.app.get("/meals", Some(&writer)).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.error_code(), "unavailable");
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(
+        Replicated::meal_names(&db.app, &other).await,
+        Vec::<String>::new()
+    );
+    db.app.state.db.outage.observe(&Ok(()));
+    assert_eq!(Replicated::meal_names(&db.app, &writer).await, ["Curry"]);
+
     db.replica.execute("START SLAVE SQL_THREAD");
     db.replica.wait_caught_up(&db.primary);
     assert_eq!(Replicated::meal_names(&db.app, &other).await, ["Salad"]);
