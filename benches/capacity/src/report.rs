@@ -353,7 +353,9 @@ const METHOD: &str = "
   is timed from that scheduled instant (the wrk2 approach): a stall is charged in full. The
   requests that follow within an action (the read after a write) depend on the first and are
   timed from their send. The step load is open-loop: the k-th request is due at
-  start + k / rate, timed from then.
+  start + k / rate, timed from then. A rate that misses is run once more (marked again) before
+  the search ends, since one stall of the shared machine can put a short step over the
+  limit; the sustained rate is the highest that passed a try.
 - **The oracle.** Each user is the only writer of its own data and does one action at a time,
   so it knows what its day must hold: the meals of the day it last read, plus the meals it
   logged (201), minus those it deleted (204, or 404: nginx may retry a DELETE). Every read of
