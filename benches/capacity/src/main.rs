@@ -8,6 +8,7 @@
 //! the faults are injected at phase boundaries inside one run with per-phase figures while the
 //! users keep their sessions, and latency is measured from each request's scheduled time.
 
+mod cpu;
 mod http;
 mod record;
 mod report;
@@ -378,6 +379,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     stack.start_nginx().await?;
 
     let recorder = Arc::new(Recorder::new(&run_dir.join("violations.log"))?);
+    let (cpu_samples, cpu_sampler) = cpu::sample_every_second(Arc::clone(&recorder));
     let shared = Arc::new(Shared {
         client: Client::new(format!("http://127.0.0.1:{}", stack.nginx_port), 4096),
         recorder: Arc::clone(&recorder),
@@ -620,6 +622,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         mariadb_phase,
     );
     let wall_s = started.elapsed().as_secs_f64();
+    cpu_sampler.abort();
     let mut targets = targets;
     if args.mode == Mode::Quick {
         targets.push(Target {
@@ -641,6 +644,10 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         targets,
         wall_s,
         chart: "capacity.png".to_owned(),
+        cpu_samples: cpu_samples
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
         violations: std::fs::read_to_string(run_dir.join("violations.log"))
             .unwrap_or_default()
             .lines()

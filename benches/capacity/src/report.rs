@@ -78,6 +78,23 @@ pub(crate) struct Report {
     pub(crate) chart: String,
     /// The first lines of the oracle's violation log.
     pub(crate) violations: Vec<String>,
+    /// The machine's CPU time, read each second.
+    pub(crate) cpu_samples: Vec<crate::cpu::Sample>,
+}
+
+/// "93% / 0.2% / 0.0%": busy, iowait and steal shares of the machine over a span, or "n/a".
+fn machine_shares(samples: &[crate::cpu::Sample], span: (f64, f64)) -> String {
+    crate::cpu::shares(samples, span).map_or_else(
+        || "n/a".to_owned(),
+        |s| {
+            format!(
+                "{:.0}% / {:.1}% / {:.1}%",
+                s.busy * 100.0,
+                s.iowait * 100.0,
+                s.steal * 100.0
+            )
+        },
+    )
 }
 
 /// "Redis commands per request: 2.31 (evalsha 1.00, get 0.52, ...)", the largest first, the
@@ -179,8 +196,8 @@ impl Report {
             "\n## Phases\n\n![p50/p99 latency and throughput over the run, phases marked]({})\n\n\
              Latency is from the instant each request was scheduled (see Method). \"failed\" is \
              every response that was not 2xx, and requests that got none.\n\n\
-             | phase | s | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | failed | 5xx | oracle violations / checks | unverified writes | cache hit ratio | DB queries / request | CPU s / 1k requests |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+             | phase | s | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | failed | 5xx | oracle violations / checks | unverified writes | cache hit ratio | DB queries / request | CPU s / 1k requests | machine busy / iowait / steal |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             self.chart
         );
         for f in &self.phases {
@@ -190,7 +207,7 @@ impl Report {
             let cpu: f64 = f.cpu.iter().map(|(_, s)| s).sum();
             let _ = writeln!(
                 md,
-                "| {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} |",
+                "| {} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
                 p.name,
                 f.seconds(),
                 requests,
@@ -210,6 +227,7 @@ impl Report {
                     |q| ratio(q as f64, requests as f64, 3)
                 ),
                 ratio(cpu * 1000.0, requests as f64, 2),
+                machine_shares(&self.cpu_samples, p.span),
             );
         }
         for f in &self.phases {
@@ -267,6 +285,18 @@ impl Report {
                 f.questions
                     .map_or_else(|| "n/a".to_owned(), |q| q.to_string())
             );
+            if let Some(m) = crate::cpu::shares(&self.cpu_samples, p.span) {
+                let _ = writeln!(
+                    md,
+                    "\nThe machine (all cores, `/proc/stat`): busy {:.1}%, iowait {:.1}%, steal \
+                     {:.1}%; its worst second had {:.1}% steal and {:.1}% iowait.",
+                    m.busy * 100.0,
+                    m.iowait * 100.0,
+                    m.steal * 100.0,
+                    m.worst_steal * 100.0,
+                    m.worst_iowait * 100.0
+                );
+            }
             for (what, counts) in [
                 ("MariaDB statements", &f.statements),
                 ("Redis commands", &f.redis),
@@ -286,7 +316,7 @@ impl Report {
             let _ = writeln!(
                 md,
                 "\n## Step load, {title}\n\nSustained: **{}** requests/s (p99 under {} ms and \
-                 under {}% errors).\n\n| offered req/s | achieved ok/s | p50 ms | p99 ms | errors | sustained |\n|---|---|---|---|---|---|",
+                 under {}% errors).\n\n| offered req/s | achieved ok/s | p50 ms | p99 ms | errors | sustained | machine busy / iowait / steal |\n|---|---|---|---|---|---|---|",
                 steps::sustained(list).map_or_else(|| "none".to_owned(), |r| format!("{r:.0}")),
                 steps::P99_LIMIT_MS,
                 steps::ERROR_LIMIT * 100.0
@@ -294,13 +324,14 @@ impl Report {
             for s in list {
                 let _ = writeln!(
                     md,
-                    "| {:.0} | {:.0} | {:.1} | {:.1} | {:.2}% | {} |",
+                    "| {:.0} | {:.0} | {:.1} | {:.1} | {:.2}% | {} | {} |",
                     s.offered,
                     s.achieved,
                     s.p50_ms,
                     s.p99_ms,
                     s.error_share * 100.0,
-                    if s.passed { "yes" } else { "no" }
+                    if s.passed { "yes" } else { "no" },
+                    machine_shares(&self.cpu_samples, s.span)
                 );
             }
         }
@@ -393,7 +424,10 @@ const METHOD: &str = "
   status counts per route; the cache hit ratio from each replica's `/metrics`
   (`cache_hits_total`, `cache_misses_total`, scraped directly, deltas over the phase, a
   restarted replica counted from zero); MariaDB's `Questions` (statements received) delta;
-  CPU from `/proc/PID/stat` (utime + stime) of each process, nginx's workers included.
+  CPU from `/proc/PID/stat` (utime + stime) of each process, nginx's workers included; and the
+  whole machine's time from `/proc/stat`, read each second: busy, iowait (the disk), steal (the
+  hypervisor running another guest), over the phase or step and in its worst second, so a
+  stall can be laid on the stack, the disk or the host.
 ";
 
 /// Where a TrueType font may be: `BENCH_FONT`, then Debian's fonts-dejavu-core.

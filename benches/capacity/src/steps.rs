@@ -48,6 +48,8 @@ pub(crate) struct Step {
     pub(crate) error_share: f64,
     /// Whether it met [`P99_LIMIT_MS`] and [`ERROR_LIMIT`].
     pub(crate) passed: bool,
+    /// When it ran, seconds since the recorder started.
+    pub(crate) span: (f64, f64),
 }
 
 /// Runs steps at `start`, `start * factor`, ... each `step` long, until a rate fails twice in a
@@ -130,6 +132,7 @@ pub(crate) async fn run(
             p99_ms: ms(latency.value_at_quantile(0.99)),
             error_share: phase.failed() as f64 / requests as f64,
             passed: false,
+            span: phase.span,
         };
         let passed = outcome.p99_ms < P99_LIMIT_MS && outcome.error_share < ERROR_LIMIT;
         println!(
