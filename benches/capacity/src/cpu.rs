@@ -34,10 +34,10 @@ impl Times {
             .map(str::parse)
             .collect::<Result<_, _>>()
             .ok()?;
-        let at = |i: usize| fields.get(i).copied().unwrap_or(0);
         if fields.len() < 4 {
             return None;
         }
+        let at = |i: usize| fields.get(i).copied().unwrap_or(0);
         Some(Self {
             busy: at(0) + at(1) + at(2) + at(5) + at(6),
             idle: at(3),
@@ -119,6 +119,9 @@ pub(crate) fn sample_every_second(
     let into = Arc::clone(&samples);
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // After a stall, one late reading rather than a burst of readings a few ms apart,
+        // whose tiny windows would make a "worst second" out of a single tick.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let read = std::fs::read_to_string("/proc/stat").unwrap_or_default();

@@ -321,10 +321,18 @@ impl Report {
                 steps::P99_LIMIT_MS,
                 steps::ERROR_LIMIT * 100.0
             );
+            let mut previous_rate = None;
             for s in list {
+                // A rate run twice in a row is the retry of a miss (see Method).
+                let again = if previous_rate == Some(s.offered) {
+                    " (again)"
+                } else {
+                    ""
+                };
+                previous_rate = Some(s.offered);
                 let _ = writeln!(
                     md,
-                    "| {:.0} | {:.0} | {:.1} | {:.1} | {:.2}% | {} | {} |",
+                    "| {:.0}{again} | {:.0} | {:.1} | {:.1} | {:.2}% | {} | {} |",
                     s.offered,
                     s.achieved,
                     s.p50_ms,
